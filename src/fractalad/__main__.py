@@ -1,0 +1,5 @@
+import sys
+
+from fractalad.cli import main
+
+sys.exit(main())
