@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from fractalad import __version__
 from fractalad.data import SYNTHETIC_CATEGORIES, load_category
-from fractalad.detectors import create_detector, evaluate
+from fractalad.detectors import create_detector
+from fractalad.detectors.evaluate import evaluate
 from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
 from fractalad.pretrain.train import pretrain
 from fractalad.report.figures import plot_metric_bars
@@ -87,13 +88,17 @@ def evaluate_grid(settings: DemoSettings, sources: dict[str, str]) -> list[Resul
                 method=METHOD_TITLES.get(method, method),
                 weights=source,
                 image_auroc=result.image_auroc,
-                pixel_auroc=result.pixel_auroc,
-                aupro=result.aupro,
+                pixel_auroc=_or_nan(result.pixel_auroc),
+                aupro=_or_nan(result.aupro),
                 fit_seconds=result.fit_seconds,
                 predict_seconds=result.predict_seconds,
             )
         )
     return rows
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def write_report(settings: DemoSettings, rows: Sequence[ResultRow], sources: dict[str, str]) -> str:

@@ -1,0 +1,44 @@
+"""Every subcommand documents itself, and bad input ends with one clear line and exit code 2."""
+
+import argparse
+
+import pytest
+
+from fractalad.cli import build_parser, main
+
+
+def _subcommand_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                paths.append((*prefix, name))
+                paths.extend(_subcommand_paths(child, (*prefix, name)))
+    return paths
+
+
+SUBCOMMANDS = _subcommand_paths(build_parser())
+
+
+def test_main_subcommands_exist() -> None:
+    top = {path[0] for path in SUBCOMMANDS}
+    assert {"fractals", "pretrain", "viz", "data", "detect", "demo"} <= top
+
+
+@pytest.mark.parametrize("path", SUBCOMMANDS, ids=[" ".join(p) for p in SUBCOMMANDS])
+def test_every_subcommand_has_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*path, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: fractalad " + " ".join(path))
+    # A help page says more than its usage line: a description or at least one documented option.
+    assert len(text.strip().splitlines()) > 3
+
+
+def test_missing_file_is_one_line_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["viz", "filters", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "f.png")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "missing.safetensors" in err
+    assert "Traceback" not in err
