@@ -1,0 +1,315 @@
+"""Pre-training configuration: one frozen dataclass, named presets, YAML files and `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fractalad.errors import InputError
+
+SCHEDULES: tuple[str, ...] = ("multistep", "cosine")
+SAMPLERS: tuple[str, ...] = ("sigma-factor", "fractaldb")
+DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that defines a pre-training run; YAML files and overrides use these field names as keys.
+
+    `batch_size` is the global batch per optimiser step (all ranks and accumulation micro-steps together),
+    so a recipe means the same on 1 or 64 devices. One epoch is `num_classes * samples_per_class` samples.
+    """
+
+    preset: str = "custom"
+    arch: str = "resnet18"
+    num_classes: int = 1000
+    num_systems: int = 1000
+    samples_per_class: int = 1000
+    epochs: int = 100
+    batch_size: int = 512
+    accumulation_steps: int = 1
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] = (30, 60)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    render_preset: str = "paper"
+    render_size: int = 256
+    render_points: int | None = None
+    crop: int | None = 224
+    mean: tuple[float, float, float] | None = (0.2, 0.2, 0.2)
+    std: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
+    sampler: str = "sigma-factor"
+    n_min: int = 2
+    n_max: int = 8
+    systems_file: str | None = None
+    multi_instance: bool = False
+    instances: tuple[int, int] = (1, 5)
+    same_class_instances: bool = False
+    seed: int = 0
+    workers: int = 8
+    threads: int = 0
+    device: str = "auto"
+    device_render: bool = False
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    checkpoint_every_steps: int = 1000
+    log_every_steps: int = 20
+
+    def __post_init__(self) -> None:
+        for problem in _problems(self):
+            raise InputError(f"pre-training config ({self.preset}): {problem}")
+
+    @property
+    def image_size(self) -> int:
+        """Side length of the training images (after the random crop)."""
+        return self.crop if self.crop is not None else self.render_size
+
+    @property
+    def epoch_size(self) -> int:
+        """Samples per epoch: C x K."""
+        return self.num_classes * self.samples_per_class
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _problems(c: PretrainConfig) -> list[str]:
+    """Human-readable reasons why `c` is invalid (empty when it is valid)."""
+    checks = [
+        (c.num_classes >= 1, f"num_classes={c.num_classes} must be >= 1"),
+        (c.samples_per_class >= 1, f"samples_per_class={c.samples_per_class} must be >= 1"),
+        (
+            c.num_systems >= c.num_classes and c.num_systems % c.num_classes == 0,
+            f"num_systems={c.num_systems} must be a multiple of num_classes={c.num_classes} (each class owns "
+            "num_systems / num_classes systems)",
+        ),
+        (
+            c.epoch_size % c.num_systems == 0,
+            f"num_classes * samples_per_class = {c.epoch_size} must be a multiple of "
+            f"num_systems={c.num_systems} "
+            "(every system is drawn equally often per epoch)",
+        ),
+        (c.epochs >= 1, f"epochs={c.epochs} must be >= 1"),
+        (
+            c.batch_size >= 1 and c.accumulation_steps >= 1 and c.batch_size % c.accumulation_steps == 0,
+            f"batch_size={c.batch_size} must be a positive multiple of "
+            f"accumulation_steps={c.accumulation_steps}",
+        ),
+        (
+            c.epoch_size >= c.batch_size,
+            f"an epoch ({c.epoch_size} samples) is smaller than one batch (batch_size={c.batch_size})",
+        ),
+        (
+            c.lr > 0 and c.momentum >= 0 and c.weight_decay >= 0,
+            "lr must be > 0, momentum and weight_decay >= 0",
+        ),
+        (c.schedule in SCHEDULES, f"schedule={c.schedule!r} is not one of {', '.join(SCHEDULES)}"),
+        (all(m > 0 for m in c.milestones), f"milestones={list(c.milestones)} must be positive epochs"),
+        (0 <= c.warmup_epochs < c.epochs, f"warmup_epochs={c.warmup_epochs} must lie in [0, epochs)"),
+        (c.render_size >= 8, f"render_size={c.render_size} must be >= 8"),
+        (
+            c.crop is None or 8 <= c.crop <= c.render_size,
+            f"crop={c.crop} must lie in [8, render_size={c.render_size}] or be null",
+        ),
+        ((c.mean is None) == (c.std is None), "mean and std must both be set or both be null"),
+        (c.std is None or all(s > 0 for s in c.std), f"std={c.std} must be positive"),
+        (c.sampler in SAMPLERS, f"sampler={c.sampler!r} is not one of {', '.join(SAMPLERS)}"),
+        (1 <= c.n_min <= c.n_max, f"n_min={c.n_min}, n_max={c.n_max} must satisfy 1 <= n_min <= n_max"),
+        (
+            1 <= c.instances[0] <= c.instances[1],
+            f"instances={list(c.instances)} must satisfy 1 <= low <= high",
+        ),
+        (c.workers >= 0 and c.threads >= 0, "workers and threads must be >= 0"),
+        (
+            c.checkpoint_every_steps >= 0 and c.log_every_steps >= 1,
+            "checkpoint_every_steps must be >= 0 (0 = epoch ends only) and log_every_steps >= 1",
+        ),
+        (
+            c.device == "auto" or c.device == "cpu" or c.device.startswith("cuda"),
+            f"device={c.device!r} must be {DEVICES_HINT}",
+        ),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+_PAPER = PretrainConfig(preset="paper-resnet18", num_systems=100_000)
+
+PRESETS: dict[str, PretrainConfig] = {
+    "paper-resnet18": _PAPER,
+    "paper-wide_resnet50_2": dataclasses.replace(
+        _PAPER, preset="paper-wide_resnet50_2", arch="wide_resnet50_2"
+    ),
+    "paper-wide_resnet101_2": dataclasses.replace(
+        _PAPER, preset="paper-wide_resnet101_2", arch="wide_resnet101_2"
+    ),
+    # Anderson & Farrell: one system per class (all variety from augmentation), N in {2, 3, 4}, cosine decay
+    # after a short warm-up, raw [0, 1] inputs (no normalisation).
+    "af": PretrainConfig(
+        preset="af",
+        arch="resnet50",
+        num_systems=1000,
+        epochs=90,
+        schedule="cosine",
+        milestones=(),
+        warmup_epochs=2.0,
+        render_preset="af",
+        mean=None,
+        std=None,
+        n_max=4,
+    ),
+    # Minutes on a laptop CPU: 100 classes at 64 px, one system per class.
+    "tiny": PretrainConfig(
+        preset="tiny",
+        num_classes=100,
+        num_systems=100,
+        samples_per_class=50,
+        epochs=10,
+        batch_size=64,
+        lr=0.1,
+        schedule="cosine",
+        milestones=(),
+        warmup_epochs=0.5,
+        render_size=72,
+        render_points=20_000,
+        crop=64,
+        n_max=4,
+        workers=1,
+        threads=1,
+        device="cpu",
+        amp=False,
+        channels_last=False,
+        checkpoint_every_steps=100,
+        log_every_steps=10,
+    ),
+}
+
+
+def field_names() -> list[str]:
+    """The valid config keys, in declaration order."""
+    return [f.name for f in dataclasses.fields(PretrainConfig)]
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Convert a YAML/override value to the field's declared type, or raise InputError naming the key."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [a for a in options if a is not type(None)]
+        return _coerce(key, value, inner[0])
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise InputError(f"config key {key!r}: expected a list, got {value!r}")
+        item_type = args[0]
+        if args[-1] is not Ellipsis and len(items) != len(args):
+            raise InputError(f"config key {key!r}: expected {len(args)} values, got {len(items)} ({value!r})")
+        if isinstance(value, str):
+            items = [yaml.safe_load(v) for v in items]
+        return tuple(_coerce(key, v, item_type) for v in items)
+    return _coerce_scalar(key, value, annotation)
+
+
+def _coerce_scalar(key: str, value: Any, annotation: Any) -> Any:
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise InputError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
+
+
+def from_mapping(
+    values: Mapping[str, Any], base: PretrainConfig | None = None, source: str = "config"
+) -> PretrainConfig:
+    """Build a config from a key/value mapping on top of `base` (default: the dataclass defaults)."""
+    hints = typing.get_type_hints(PretrainConfig)
+    unknown = [k for k in values if k not in hints]
+    if unknown:
+        raise InputError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(field_names())}"
+        )
+    changes = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+    return dataclasses.replace(base or PretrainConfig(), **changes)
+
+
+def load_config(path: str | Path, base: PretrainConfig | None = None) -> PretrainConfig:
+    """Read a YAML config file (keys = PretrainConfig fields); a `preset` key selects the base preset."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"config file {path}: not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise InputError(
+            f"config file {path}: expected a mapping of keys to values, got {type(values).__name__}"
+        )
+    if base is None and values.get("preset") in PRESETS:
+        base = PRESETS[values["preset"]]
+    return from_mapping(values, base, source=f"config file {path}")
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """Parse `key=value` strings; values are read as YAML scalars/lists ("0.1", "true", "null", "[30,60]")."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"override {item!r}: expected key=value, e.g. epochs=5")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return values
+
+
+def get_preset(name: str) -> PretrainConfig:
+    """The named preset, or an InputError listing the valid names."""
+    if name not in PRESETS:
+        raise InputError(f"unknown pre-training preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def resolve_config(
+    preset: str | None = None, config_file: str | Path | None = None, overrides: Sequence[str] = ()
+) -> PretrainConfig:
+    """Preset, then YAML file, then `key=value` overrides, each on top of the previous."""
+    config = get_preset(preset) if preset else None
+    if config_file is not None:
+        config = load_config(config_file, base=config)
+    config = config or PretrainConfig()
+    return from_mapping(parse_overrides(overrides), config, source="command-line overrides")
+
+
+def save_config(config: PretrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None))
+    tmp.replace(path)
