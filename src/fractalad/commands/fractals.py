@@ -51,7 +51,7 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         "sample",
         help="sample IFS systems into a .npz systems file",
         description="Draw systems with the sigma-factor sampler (Anderson & Farrell) or search FractalDB "
-        "categories (Kataoka et al.: fill rate >= 20%% at 512x512), and save them.",
+        "categories (Kataoka et al.: fill rate >= 20 % at 512x512), and save them.",
     )
     sample.add_argument(
         "--sampler", choices=("sigma", "fractaldb"), default="sigma", help="sampler (default sigma)"

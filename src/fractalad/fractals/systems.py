@@ -67,7 +67,11 @@ def load_systems(path: str | Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     except InputError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise InputError(f"{path} is truncated or not a .npz systems file ({error}); {hint}") from error
+        # numpy's own message for a non-zip file suggests allow_pickle=True, which is exactly what must not
+        # happen with an untrusted file, so only the exception type is shown.
+        raise InputError(
+            f"{path} is truncated or not a .npz systems file ({type(error).__name__}); {hint}"
+        ) from error
     metadata = _parse_metadata(path, text, hint)
     _check_arrays(path, maps, counts, hint)
     return list(np.split(maps.astype(np.float64), np.cumsum(counts)[:-1])), metadata
