@@ -105,16 +105,19 @@ class FractalDataset(Dataset):
             raise IndexError(f"sample index {idx} out of range for a dataset of {len(self)} samples")
         return int(idx)
 
+    def _render_sample(self, idx: int) -> tuple[np.ndarray, np.random.Generator]:
+        """Full-size image (size, size, 3) uint8 of sample idx, and the generator its crop draws from next."""
+        rng = sample_seeds(self.seed, self.epoch, idx)
+        image = render(self.system(idx // self.draws_per_system), self.config, int(rng.integers(0, 2**63)))
+        return image, rng
+
     def render_item(self, idx: int) -> np.ndarray:
         """The full-size image (size, size, 3) uint8 of sample idx (no crop)."""
-        idx = self._check_index(idx)
-        rng = sample_seeds(self.seed, self.epoch, idx)
-        return render(self.system(idx // self.draws_per_system), self.config, int(rng.integers(0, 2**63)))
+        return self._render_sample(self._check_index(idx))[0]
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
         idx = self._check_index(idx)
-        rng = sample_seeds(self.seed, self.epoch, idx)
-        image = render(self.system(idx // self.draws_per_system), self.config, int(rng.integers(0, 2**63)))
+        image, rng = self._render_sample(idx)
         return to_tensor(random_crop(image, self.crop, rng)), self.label(idx)
 
 

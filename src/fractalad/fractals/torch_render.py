@@ -319,14 +319,19 @@ class DeviceFractalBatches:
     def __len__(self) -> int:
         return len(range(self.rank, self._num_batches(), self.world_size))
 
-    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch `index` of the current epoch (drop-last batching of the epoch's permutation)."""
-        order = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(
+    def _epoch_order(self) -> np.ndarray:
+        """The epoch's sample order (C K,): a permutation drawn from (seed, epoch) only."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(
             self.num_classes * self.samples_per_class
         )
-        return self._render(order[index * self.batch_size : (index + 1) * self.batch_size], index)
 
-    def _render(self, indices: np.ndarray, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `index` of the current epoch (drop-last batching of the epoch's permutation)."""
+        return self._render(self._epoch_order(), index)
+
+    def _render(self, order: np.ndarray, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `index`: samples order[index B : (index + 1) B], rendered from (seed, epoch, index)."""
+        indices = order[index * self.batch_size : (index + 1) * self.batch_size]
         labels = torch.as_tensor(indices // self.samples_per_class, device=self.device)
         chosen = torch.as_tensor(indices // self.draws_per_system, device=self.device)
         generator = torch.Generator(device=self.device)
@@ -337,11 +342,9 @@ class DeviceFractalBatches:
         return random_crops(images, self.crop, generator), labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(
-            self.num_classes * self.samples_per_class
-        )
+        order = self._epoch_order()  # drawn once per epoch, not once per batch
         for index in range(self.rank, self._num_batches(), self.world_size):
-            yield self._render(order[index * self.batch_size : (index + 1) * self.batch_size], index)
+            yield self._render(order, index)
 
 
 def random_crops(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:

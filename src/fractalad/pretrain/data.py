@@ -172,22 +172,9 @@ def build_dataset(config: PretrainConfig, systems: Sequence[np.ndarray]) -> Data
     """The on-the-fly fractal dataset (multi-label when `multi_instance`); images (3, S, S) in [0, 1]."""
     from fractalad.fractals.dataset import FractalDataset, MultiInstanceDataset
 
+    common = (systems, config.num_classes, config.samples_per_class, render_config(config), config.seed)
     if config.multi_instance:
         return MultiInstanceDataset(
-            systems,
-            config.num_classes,
-            config.samples_per_class,
-            render_config(config),
-            config.seed,
-            crop=config.crop,
-            instances=config.instances,
-            same_class=config.same_class_instances,
+            *common, crop=config.crop, instances=config.instances, same_class=config.same_class_instances
         )
-    return FractalDataset(
-        systems,
-        config.num_classes,
-        config.samples_per_class,
-        render_config(config),
-        config.seed,
-        crop=config.crop,
-    )
+    return FractalDataset(*common, crop=config.crop)

@@ -258,7 +258,7 @@ def _reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: LRSchedu
     """Use the current config's schedule after a restore (a resumed run may extend `epochs`)."""
     scheduler.lr_lambdas = [schedule] * len(scheduler.optimizer.param_groups)
     factor = schedule(scheduler.last_epoch)
-    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = base * factor
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
