@@ -1,0 +1,1 @@
+"""Building blocks shared by detectors: k-NN, coreset, Gaussians, blur, embeddings."""

@@ -1,0 +1,99 @@
+"""Contract suite run against every registered detector (tiny images, random-weight resnet18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fractalad.detectors import Prediction, create_detector, list_detectors, load_detector
+from fractalad.errors import InputError
+
+# Small, fast settings per detector; every key is a real hyper-parameter of that detector.
+FAST_PARAMS: dict[str, dict] = {
+    "patchcore": {"layers": (2, 3), "coreset_ratio": 0.25},
+    "padim": {"layers": (1, 2, 3), "n_features": 50},
+}
+
+
+def make(name: str):
+    return create_detector(
+        name, backbone="resnet18", weights="random", seed=0, device="cpu", **FAST_PARAMS.get(name, {})
+    )
+
+
+@pytest.fixture(scope="module", params=list_detectors())
+def fitted(request, normal_train):
+    return request.param, make(request.param).fit(normal_train)
+
+
+def test_registry_lists_builtins():
+    assert {"patchcore", "padim"} <= set(list_detectors())
+
+
+def test_predict_shapes_dtypes_finite(fitted, test_images):
+    _, detector = fitted
+    normal, _, _ = test_images
+    prediction = detector.predict(normal)
+    assert isinstance(prediction, Prediction)
+    assert prediction.image_scores.shape == (4,)
+    assert prediction.anomaly_maps.shape == (4, 64, 64)
+    assert prediction.image_scores.dtype == torch.float32 and prediction.anomaly_maps.dtype == torch.float32
+    assert torch.isfinite(prediction.image_scores).all() and torch.isfinite(prediction.anomaly_maps).all()
+
+
+def test_defect_scores_higher_and_is_localised(fitted, test_images):
+    _, detector = fitted
+    normal, defective, masks = test_images
+    good, bad = detector.predict(normal), detector.predict(defective)
+    assert bad.image_scores.min() > good.image_scores.max()
+    inside = bad.anomaly_maps[masks > 0].mean()
+    outside = bad.anomaly_maps[masks == 0].mean()
+    assert inside > outside
+
+
+def test_save_load_identical(fitted, test_images, tmp_path: Path):
+    name, detector = fitted
+    path = tmp_path / f"{name}.safetensors"
+    detector.save(path)
+    restored = load_detector(path)
+    assert type(restored) is type(detector) and restored.get_params() == detector.get_params()
+    _, defective, _ = test_images
+    a, b = detector.predict(defective), restored.predict(defective)
+    assert torch.equal(a.image_scores, b.image_scores)
+    assert torch.equal(a.anomaly_maps, b.anomaly_maps)
+
+
+def test_get_params_rebuilds_equivalent_detector(fitted, normal_train, test_images):
+    name, detector = fitted
+    clone = create_detector(name, **detector.get_params())
+    with pytest.raises(InputError, match="not fitted"):
+        clone.predict(test_images[0])
+    clone.fit(normal_train)
+    assert torch.equal(
+        clone.predict(test_images[1]).image_scores, detector.predict(test_images[1]).image_scores
+    )
+
+
+def test_fit_discards_earlier_state(fitted, normal_train, test_images):
+    name, _ = fitted
+    detector = make(name).fit([test_images[1]])
+    refit = detector.fit(normal_train)
+    fresh = make(name).fit(normal_train)
+    assert torch.equal(refit.predict(test_images[0]).image_scores, fresh.predict(test_images[0]).image_scores)
+
+
+def test_rejects_bad_input(fitted):
+    _, detector = fitted
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        detector.predict(torch.zeros(3, 64, 64))
+    with pytest.raises(InputError, match="no training images|at least 2"):
+        make(fitted[0]).fit([])
+
+
+def test_unknown_detector_and_params():
+    with pytest.raises(InputError, match="unknown detector"):
+        create_detector("nope")
+    with pytest.raises(InputError, match="bad parameters"):
+        create_detector("patchcore", not_a_param=1)
