@@ -18,7 +18,11 @@ from fractalad import __version__
 from fractalad.data import SYNTHETIC_CATEGORIES, load_category
 from fractalad.detectors import create_detector
 from fractalad.detectors.evaluate import evaluate
+from fractalad.fractals.preview import save_preview
+from fractalad.fractals.render import get_render_preset
+from fractalad.fractals.systems import load_systems
 from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
+from fractalad.pretrain.filters import save_filter_grid
 from fractalad.pretrain.train import pretrain
 from fractalad.report.figures import plot_metric_bars
 from fractalad.report.tables import ResultRow, comparison_markdown, rows_to_csv
@@ -61,6 +65,13 @@ def pretrain_fractal_backbone(settings: DemoSettings) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "demo-config.yaml")
     return pretrain(config, out, resume=True)
+
+
+def draw_pretraining_figures(settings: DemoSettings, fractal_weights: Path) -> None:
+    """fractals.png: some of the systems the backbone learned from (paper Fig. 8); filters.png: its conv1 (Fig. 2)."""
+    systems, _ = load_systems(settings.out_dir / "pretrain" / "systems.npz")
+    save_preview(settings.out_dir / "fractals.png", systems[:32], get_render_preset("paper"), settings.seed)
+    save_filter_grid(fractal_weights, settings.out_dir / "filters.png", settings.arch)
 
 
 def weight_sources(settings: DemoSettings, fractal_weights: Path) -> dict[str, str]:
@@ -128,11 +139,13 @@ def run_demo(settings: DemoSettings) -> list[ResultRow]:
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[1/3] pre-training the tiny fractal backbone into {settings.out_dir / 'pretrain'}", flush=True)
     fractal_weights = pretrain_fractal_backbone(settings)
+    draw_pretraining_figures(settings, fractal_weights)
     sources = weight_sources(settings, fractal_weights)
     print(f"[2/3] detecting anomalies on the synthetic dataset with weights: {', '.join(sources)}", flush=True)
     rows = evaluate_grid(settings, sources)
     print("[3/3] writing the report", flush=True)
     print(write_report(settings, rows, sources))
     minutes = (time.perf_counter() - started) / 60
-    print(f"done in {minutes:.1f} min; results in {settings.out_dir}/results.{{md,csv,json,png}}")
+    print(f"done in {minutes:.1f} min; results in {settings.out_dir}: results.{{md,csv,json,png}}, "
+          "fractals.png (training fractals), filters.png (first-layer filters)")
     return rows

@@ -29,7 +29,8 @@ def test_demo_end_to_end_writes_paper_layout_report(tmp_path: Path, capsys) -> N
         assert 0.0 <= row["image_auroc"] <= 1.0
         assert row["pixel_auroc"] is None or 0.0 <= row["pixel_auroc"] <= 1.0
         assert row["fit_seconds"] > 0 and not math.isnan(row["fit_seconds"])
-    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+    for figure in ("results.png", "fractals.png", "filters.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
     # A second run reuses the finished pre-training: no new training steps are logged.
     assert (out / "pretrain" / "backbone.safetensors").is_file()
     training_log = (out / "pretrain" / "metrics.csv").read_text()
