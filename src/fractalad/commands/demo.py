@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="end-to-end demo: tiny fractal pre-training, then PatchCore and PaDiM on the synthetic dataset",
         description="Sample fractals and pre-train a tiny ResNet18 on them, then compare its features with "
         "random (and locally cached ImageNet) weights under PatchCore and PaDiM on the built-in synthetic "
-        "MVTec-format dataset. Writes results.{md,csv,json,png}. About 15 minutes on 2 CPU cores; re-running "
+        "MVTec-format dataset. Writes results.{md,csv,json,png}. About 10 minutes on 2 CPU cores; re-running "
         "reuses the finished pre-training.",
     )
     parser.add_argument("--out", type=Path, default=DemoSettings.out_dir, help="output folder (default: %(default)s)")
