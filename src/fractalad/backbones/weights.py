@@ -48,11 +48,16 @@ def save_weights(
         tensors[clean] = value.detach().to("cpu").contiguous().clone()
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta.setdefault("fractalad_version", __version__)
+    write_safetensors(path, tensors, meta)
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically: readers see the old file or the complete new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        save_file(tensors, tmp_name, metadata=meta)
+        save_file(tensors, tmp_name, metadata=metadata)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

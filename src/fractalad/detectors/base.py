@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +10,10 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from fractalad import __version__
-from fractalad.backbones.factory import Normalization, parse_normalization
+from fractalad.backbones.factory import FeatureExtractor, Normalization, create_backbone, parse_normalization
+from fractalad.backbones.weights import write_safetensors
 from fractalad.errors import InputError
 
 FILE_FORMAT = "fractalad-detector/1"
@@ -133,6 +131,14 @@ class FittedStateDetector:
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self._params = dict(params)
+        self.device = resolve_device(self._params["device"])
+        self.extractor_: FeatureExtractor | None = None
+
+    def _make_extractor(self) -> FeatureExtractor:
+        """The detector's backbone from the one backbone factory, on the detector's device."""
+        p = self._params
+        extractor = create_backbone(p["backbone"], p["weights"], p["layers"], p["normalization"], p["seed"])
+        return extractor.to(self.device)
 
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters; `type(self)(**params)` builds an equivalent unfitted detector."""
@@ -145,7 +151,7 @@ class FittedStateDetector:
         raise InputError(f"{type(self).__name__} cannot restore fitted state")
 
     def _weights_id(self) -> str:
-        return ""
+        return self.extractor_.weights_id if self.extractor_ is not None else ""
 
     def save(self, path: str | Path) -> None:
         """Write params (JSON) and fitted tensors (safetensors) to `path`, atomically."""
@@ -158,15 +164,7 @@ class FittedStateDetector:
             "weights_id": self._weights_id(),
             "fractalad_version": __version__,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(handle)
-        try:
-            save_file(tensors, tmp_name, metadata=metadata)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_safetensors(path, tensors, metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

@@ -8,7 +8,7 @@ from typing import Self
 import torch
 from tqdm.auto import tqdm
 
-from fractalad.backbones.factory import FeatureExtractor, Normalization, create_backbone
+from fractalad.backbones.factory import FeatureExtractor, Normalization
 from fractalad.detectors.base import (
     FittedStateDetector,
     Prediction,
@@ -16,7 +16,6 @@ from fractalad.detectors.base import (
     check_images,
     normalization_param,
     register_detector,
-    resolve_device,
 )
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.embedding import concat_layers, upsample_maps
@@ -66,19 +65,9 @@ class PaDiM(FittedStateDetector):
                 "device": device,
             }
         )
-        self.device = resolve_device(device)
-        self.extractor_: FeatureExtractor | None = None
         self.channel_index_: torch.Tensor | None = None
         self.mean_: torch.Tensor | None = None
         self.inv_covariance_: torch.Tensor | None = None
-
-    def _make_extractor(self) -> FeatureExtractor:
-        p = self._params
-        extractor = create_backbone(p["backbone"], p["weights"], p["layers"], p["normalization"], p["seed"])
-        return extractor.to(self.device)
-
-    def _weights_id(self) -> str:
-        return self.extractor_.weights_id if self.extractor_ is not None else ""
 
     def _channel_index(self, total: int) -> torch.Tensor:
         wanted = self._params["n_features"] or DEFAULT_N_FEATURES.get(self._params["backbone"], total)

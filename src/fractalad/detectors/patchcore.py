@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from fractalad.backbones.factory import FeatureExtractor, Normalization, create_backbone
+from fractalad.backbones.factory import FeatureExtractor, Normalization
 from fractalad.detectors.base import (
     FittedStateDetector,
     Prediction,
@@ -17,7 +17,6 @@ from fractalad.detectors.base import (
     check_images,
     normalization_param,
     register_detector,
-    resolve_device,
 )
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.coreset import greedy_coreset, project_chunks
@@ -86,17 +85,7 @@ class PatchCore(FittedStateDetector):
                 "device": device,
             }
         )
-        self.device = resolve_device(device)
-        self.extractor_: FeatureExtractor | None = None
         self.memory_bank_: torch.Tensor | None = None
-
-    def _make_extractor(self) -> FeatureExtractor:
-        p = self._params
-        extractor = create_backbone(p["backbone"], p["weights"], p["layers"], p["normalization"], p["seed"])
-        return extractor.to(self.device)
-
-    def _weights_id(self) -> str:
-        return self.extractor_.weights_id if self.extractor_ is not None else ""
 
     def embed(self, extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> locally aggregated, concatenated patch features (B, C, h, w)."""
