@@ -90,7 +90,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         "export",
         help="render a fixed dataset into ImageFolder layout (resumable)",
         description="Render classes x samples-per-class images (class L owns systems L*S/C..(L+1)*S/C-1) as "
-        "OUT/class_XXXXX/NNNNNN.png with a manifest.json; existing complete files are skipped.",
+        "OUT/class_00000/000000.png with a manifest.json; existing complete files are skipped.",
     )
     export.add_argument("--systems", required=True, help="systems file from `fractalad fractals sample`")
     export.add_argument("--out", required=True, help="output folder")

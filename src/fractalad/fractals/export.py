@@ -120,7 +120,7 @@ def export_imagefolder(
     workers: int = 1,
     progress: bool = True,
 ) -> Path:
-    """Write every sample of FractalDataset(..., epoch 0) as root/class_XXXXX/NNNNNN.png plus manifest.json.
+    """Write every sample of FractalDataset(..., epoch 0) as root/class_<C>/<index>.png plus manifest.json.
 
     Files already complete are skipped, so an interrupted export resumes; returns the output folder.
     """
