@@ -18,7 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = ("fractals", "pretrain", "viz", "data", "dete
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fractalad",
-        description="Pre-train backbones on fractal images and evaluate them on industrial anomaly detection.",
+        description="Pre-train backbones on fractal images; evaluate them on industrial anomaly detection.",
     )
     parser.add_argument("--version", action="version", version=f"fractalad {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

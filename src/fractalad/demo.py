@@ -68,7 +68,7 @@ def pretrain_fractal_backbone(settings: DemoSettings) -> Path:
 
 
 def draw_pretraining_figures(settings: DemoSettings, fractal_weights: Path) -> None:
-    """fractals.png: some of the systems the backbone learned from (paper Fig. 8); filters.png: its conv1 (Fig. 2)."""
+    """fractals.png: systems the backbone learned from (paper Fig. 8); filters.png: its conv1 (Fig. 2)."""
     systems, _ = load_systems(settings.out_dir / "pretrain" / "systems.npz")
     save_preview(settings.out_dir / "fractals.png", systems[:32], get_render_preset("paper"), settings.seed)
     save_filter_grid(fractal_weights, settings.out_dir / "filters.png", settings.arch)
@@ -90,7 +90,9 @@ def evaluate_grid(settings: DemoSettings, sources: dict[str, str]) -> list[Resul
     for category_name, method, source in bar:
         bar.set_postfix_str(f"{category_name}/{method}/{source}")
         category = load_category("synthetic", settings.synthetic_root, category_name)
-        detector = create_detector(method, backbone=settings.arch, weights=sources[source], seed=settings.seed)
+        detector = create_detector(
+            method, backbone=settings.arch, weights=sources[source], seed=settings.seed
+        )
         result = evaluate(detector, category, size=settings.size)
         rows.append(
             ResultRow(
@@ -122,8 +124,12 @@ def write_report(settings: DemoSettings, rows: Sequence[ResultRow], sources: dic
         text += "\n## random/fractal\n\n" + comparison_markdown(rows, "random", "fractal")
     (out / "results.md").write_text(text)
     (out / "results.csv").write_text(rows_to_csv(rows))
-    meta = {"fractalad_version": __version__, "settings": {k: str(v) for k, v in asdict(settings).items()},
-            "weights": sources, "rows": [asdict(r) for r in rows]}
+    meta = {
+        "fractalad_version": __version__,
+        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "weights": sources,
+        "rows": [asdict(r) for r in rows],
+    }
     (out / "results.json").write_text(json.dumps(meta, indent=2, default=_json_number))
     plot_metric_bars(rows, ["image_auroc", "pixel_auroc"], out / "results.png")
     return text
@@ -141,11 +147,15 @@ def run_demo(settings: DemoSettings) -> list[ResultRow]:
     fractal_weights = pretrain_fractal_backbone(settings)
     draw_pretraining_figures(settings, fractal_weights)
     sources = weight_sources(settings, fractal_weights)
-    print(f"[2/3] detecting anomalies on the synthetic dataset with weights: {', '.join(sources)}", flush=True)
+    print(
+        f"[2/3] detecting anomalies on the synthetic dataset with weights: {', '.join(sources)}", flush=True
+    )
     rows = evaluate_grid(settings, sources)
     print("[3/3] writing the report", flush=True)
     print(write_report(settings, rows, sources))
     minutes = (time.perf_counter() - started) / 60
-    print(f"done in {minutes:.1f} min; results in {settings.out_dir}: results.{{md,csv,json,png}}, "
-          "fractals.png (training fractals), filters.png (first-layer filters)")
+    print(
+        f"done in {minutes:.1f} min; results in {settings.out_dir}: results.{{md,csv,json,png}}, "
+        "fractals.png (training fractals), filters.png (first-layer filters)"
+    )
     return rows

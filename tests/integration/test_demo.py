@@ -7,17 +7,37 @@ from pathlib import Path
 from fractalad.cli import main
 
 TINY_PRETRAIN = [
-    "epochs=1", "num_classes=4", "num_systems=4", "samples_per_class=8", "batch_size=8",
-    "render_size=40", "crop=32", "render_points=3000", "checkpoint_every_steps=0", "workers=0",
+    "epochs=1",
+    "num_classes=4",
+    "num_systems=4",
+    "samples_per_class=8",
+    "batch_size=8",
+    "render_size=40",
+    "crop=32",
+    "render_points=3000",
+    "checkpoint_every_steps=0",
+    "workers=0",
 ]
 
 
 def test_demo_end_to_end_writes_paper_layout_report(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    code = main([
-        "demo", "--out", str(out), "--categories", "weave", "--methods", "patchcore", "--size", "64",
-        "--synthetic-root", str(tmp_path / "synthetic"), *TINY_PRETRAIN,
-    ])
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--categories",
+            "weave",
+            "--methods",
+            "patchcore",
+            "--size",
+            "64",
+            "--synthetic-root",
+            str(tmp_path / "synthetic"),
+            *TINY_PRETRAIN,
+        ]
+    )
     assert code == 0
     report = (out / "results.md").read_text()
     # The table compares a reference against the fractal weights, "reference/fractal" per cell.
@@ -34,8 +54,23 @@ def test_demo_end_to_end_writes_paper_layout_report(tmp_path: Path, capsys) -> N
     # A second run reuses the finished pre-training: no new training steps are logged.
     assert (out / "pretrain" / "backbone.safetensors").is_file()
     training_log = (out / "pretrain" / "metrics.csv").read_text()
-    assert main([
-        "demo", "--out", str(out), "--categories", "weave", "--methods", "patchcore", "--size", "64",
-        "--synthetic-root", str(tmp_path / "synthetic"), *TINY_PRETRAIN,
-    ]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--categories",
+                "weave",
+                "--methods",
+                "patchcore",
+                "--size",
+                "64",
+                "--synthetic-root",
+                str(tmp_path / "synthetic"),
+                *TINY_PRETRAIN,
+            ]
+        )
+        == 0
+    )
     assert (out / "pretrain" / "metrics.csv").read_text() == training_log

@@ -18,20 +18,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "MVTec-format dataset. Writes results.{md,csv,json,png}. About 10 minutes on 2 CPU cores; re-running "
         "reuses the finished pre-training.",
     )
-    parser.add_argument("--out", type=Path, default=DemoSettings.out_dir, help="output folder (default: %(default)s)")
     parser.add_argument(
-        "--categories", nargs="+", default=list(SYNTHETIC_CATEGORIES), choices=SYNTHETIC_CATEGORIES,
-        metavar="CATEGORY", help="synthetic categories to evaluate (default: all)",
+        "--out", type=Path, default=DemoSettings.out_dir, help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--categories",
+        nargs="+",
+        default=list(SYNTHETIC_CATEGORIES),
+        choices=SYNTHETIC_CATEGORIES,
+        metavar="CATEGORY",
+        help="synthetic categories to evaluate (default: all)",
     )
     parser.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=DEMO_METHODS)
     parser.add_argument("--size", type=int, default=DemoSettings.size, help="evaluation image size")
     parser.add_argument("--seed", type=int, default=DemoSettings.seed)
     parser.add_argument(
-        "--synthetic-root", type=Path, default=None,
+        "--synthetic-root",
+        type=Path,
+        default=None,
         help="where the synthetic dataset is (or is generated); default: the fractalad cache folder",
     )
     parser.add_argument(
-        "pretrain_overrides", nargs="*", default=list(DEMO_PRETRAIN_OVERRIDES), metavar="KEY=VALUE",
+        "pretrain_overrides",
+        nargs="*",
+        default=list(DEMO_PRETRAIN_OVERRIDES),
+        metavar="KEY=VALUE",
         help="overrides of the tiny pre-training preset (default: %(default)s)",
     )
     parser.set_defaults(handler=_run)

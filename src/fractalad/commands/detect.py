@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from fractalad.data.images import load_images
 from fractalad.detectors import create_detector, list_detectors
 from fractalad.detectors.evaluate import Evaluation, evaluate
 from fractalad.detectors.overlay import pick_examples, save_overlays
+from fractalad.files import write_text_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,11 +90,7 @@ def versions() -> dict[str, str]:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomic JSON write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2, sort_keys=True)
-    os.replace(tmp_name, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def write_overlays(out: Path, evaluation: Evaluation, test_samples, size: int, count: int) -> list[Path]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from fractalad.files import atomic_path
 
 
 def pick_examples(labels: np.ndarray, count: int) -> list[int]:
@@ -47,15 +47,11 @@ def save_overlay(
         axis.axis("off")
     if title:
         figure.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(tmp_name, dpi=100, bbox_inches="tight")
-        os.replace(tmp_name, path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(figure)
-        Path(tmp_name).unlink(missing_ok=True)
 
 
 def save_overlays(

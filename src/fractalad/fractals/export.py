@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from fractalad import __version__
 from fractalad.errors import InputError
+from fractalad.files import atomic_path, write_text_atomic
 from fractalad.fractals.dataset import FractalDataset
 from fractalad.fractals.render import RenderConfig
 from fractalad.fractals.sampling import process_context
@@ -42,19 +43,9 @@ def is_complete_png(path: Path) -> bool:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write image (H, W, 3) uint8 atomically: temporary file in the same folder, then os.replace."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Write image (H, W, 3) uint8 atomically."""
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _init_worker(systems: list[np.ndarray], args: tuple) -> None:
@@ -131,7 +122,7 @@ def export_imagefolder(
     _check_existing(root, manifest)
     for label in range(num_classes):
         sample_path(root, label, 0).parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic_text(root / MANIFEST, json.dumps({**manifest, "complete": False}, indent=2))
+    write_text_atomic(root / MANIFEST, json.dumps({**manifest, "complete": False}, indent=2))
     todo = [
         idx
         for idx in range(len(dataset))
@@ -155,5 +146,5 @@ def export_imagefolder(
             for future in as_completed(futures):
                 bar.update(future.result())
     bar.close()
-    _write_atomic_text(root / MANIFEST, json.dumps({**manifest, "complete": True}, indent=2))
+    write_text_atomic(root / MANIFEST, json.dumps({**manifest, "complete": True}, indent=2))
     return root

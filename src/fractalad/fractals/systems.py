@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 
 from fractalad import __version__
 from fractalad.errors import InputError
+from fractalad.files import atomic_path
 
 FORMAT = "fractalad-systems"
 FORMAT_VERSION = 1
@@ -36,20 +35,14 @@ def save_systems(path: str | Path, systems: Sequence[np.ndarray], metadata: Mapp
         text = json.dumps(header, sort_keys=True)
     except TypeError as error:
         raise InputError(f"metadata for {path} is not JSON-serialisable: {error}") from error
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                maps=np.concatenate(arrays),
-                counts=np.array([len(s) for s in arrays], np.int64),
-                metadata=np.array(text),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A file handle, not a name: np.savez would append ".npz" to a temporary name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            maps=np.concatenate(arrays),
+            counts=np.array([len(s) for s in arrays], np.int64),
+            metadata=np.array(text),
+        )
 
 
 def load_systems(path: str | Path) -> tuple[list[np.ndarray], dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from fractalad.errors import InputError
+from fractalad.files import atomic_path
 
 CHECKPOINT_FORMAT = "fractalad-pretrain-checkpoint/1"
 LAST = "last.pt"
@@ -42,7 +42,7 @@ def save_checkpoint(
     config: dict[str, Any],
     state: TrainState,
 ) -> None:
-    """Write a full training checkpoint atomically (tmp file in the same folder, then os.replace)."""
+    """Write a full training checkpoint atomically."""
     path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -54,9 +54,8 @@ def save_checkpoint(
         "state": dataclasses.asdict(state),
         "config": config,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from fractalad.errors import InputError
+from fractalad.files import write_text_atomic
 
 SCHEDULES: tuple[str, ...] = ("multistep", "cosine")
 SAMPLERS: tuple[str, ...] = ("sigma-factor", "fractaldb")
@@ -309,7 +310,4 @@ def resolve_config(
 
 def save_config(config: PretrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from PIL import Image
 
 from fractalad.errors import InputError
+from fractalad.files import atomic_path
 
 NAMED_WEIGHTS: tuple[str, ...] = ("imagenet", "imagenet-tv", "imagenet-timm", "random")
 
@@ -50,8 +50,7 @@ def filter_grid(filters: torch.Tensor, columns: int = 8, scale: int = 8, pad: in
 def save_filter_grid(weights: str | Path, out: str | Path, arch: str = "resnet18", seed: int = 0) -> Path:
     """Render the conv1 filter grid of `weights` to a PNG at `out` (atomic write)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")
-    Image.fromarray(filter_grid(first_layer_filters(weights, arch, seed))).save(tmp)
-    os.replace(tmp, out)
+    grid = filter_grid(first_layer_filters(weights, arch, seed))
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
     return out

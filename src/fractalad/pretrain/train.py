@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fractalad.errors import InputError
+from fractalad.files import atomic_path, write_text_atomic
 from fractalad.pretrain import checkpoints as ckpt
 from fractalad.pretrain import data
 from fractalad.pretrain.config import PretrainConfig, save_config
@@ -357,9 +358,7 @@ def _finish(run: Run, state: ckpt.TrainState, seconds: float) -> Path:
             "train_seconds": seconds,
             "backbone": out.name,
         }
-        tmp = run.output_dir / f".{SUMMARY_FILE}.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(run.output_dir / SUMMARY_FILE)
+        write_text_atomic(run.output_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         run.logger.close()
     barrier(run.context)
     return out
@@ -389,8 +388,8 @@ def pretrain(
             run.save(state)
             if context.is_main:
                 if best:
-                    shutil.copyfile(output_dir / ckpt.LAST, output_dir / f".{ckpt.BEST}.tmp")
-                    (output_dir / f".{ckpt.BEST}.tmp").replace(output_dir / ckpt.BEST)
+                    with atomic_path(output_dir / ckpt.BEST) as tmp:
+                        shutil.copyfile(output_dir / ckpt.LAST, tmp)
                 log(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train accuracy {accuracy:.4f}")
         return _finish(run, state, time.perf_counter() - started)
     finally:

@@ -42,4 +42,3 @@ def plot_metric_bars(rows: Sequence[ResultRow], metrics: Sequence[str], path: Pa
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
-

@@ -19,7 +19,7 @@ METRIC_TITLES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One evaluated (category, method, weights) triple; metrics are fractions in [0, 1] or NaN if unavailable."""
+    """One evaluated (category, method, weights) result; metrics are fractions in [0, 1], NaN if absent."""
 
     dataset: str
     category: str
