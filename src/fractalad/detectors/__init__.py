@@ -1,23 +1,5 @@
-"""Anomaly detectors behind one protocol and registry; importing this package registers the built-ins."""
+"""Anomaly detectors behind one contract; the registry (`fractalad.detectors.registry`) imports them lazily."""
 
-from fractalad.detectors.base import (
-    Detector,
-    Prediction,
-    create_detector,
-    list_detectors,
-    load_detector,
-    register_detector,
-)
-from fractalad.detectors.padim import PaDiM
-from fractalad.detectors.patchcore import PatchCore
+from fractalad.detectors.registry import create_detector, detector_class, list_detectors, load_detector
 
-__all__ = [
-    "Detector",
-    "PaDiM",
-    "PatchCore",
-    "Prediction",
-    "create_detector",
-    "list_detectors",
-    "load_detector",
-    "register_detector",
-]
+__all__ = ["create_detector", "detector_class", "list_detectors", "load_detector"]

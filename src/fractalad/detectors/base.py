@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -43,51 +43,6 @@ class Detector(Protocol):
     def get_params(self) -> dict[str, Any]: ...
 
 
-_REGISTRY: dict[str, type] = {}
-T = TypeVar("T", bound=type)
-
-
-def register_detector(name: str) -> Callable[[T], T]:
-    """Class decorator adding a detector under `name` (sets `cls.name`)."""
-
-    def decorate(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"detector name {name!r} is already registered by {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def _ensure_builtin() -> None:
-    # The package __init__ imports the built-in detectors, which registers them.
-    import fractalad.detectors  # noqa: F401
-
-
-def list_detectors() -> list[str]:
-    """Registered detector names, sorted."""
-    _ensure_builtin()
-    return sorted(_REGISTRY)
-
-
-def detector_class(name: str) -> type:
-    """The class registered under `name`."""
-    _ensure_builtin()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown detector {name!r}; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def create_detector(name: str, **params: Any) -> Detector:
-    """Instantiate the detector registered as `name` with hyper-parameters `params`."""
-    cls = detector_class(name)
-    try:
-        return cls(**params)
-    except TypeError as error:
-        raise InputError(f"bad parameters for detector {name!r}: {error}") from error
-
-
 def read_detector_file(
     path: str | Path,
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
@@ -106,12 +61,6 @@ def read_detector_file(
             f"{path}: format {metadata.get('format')!r} is not {FILE_FORMAT!r}; refit and save again"
         )
     return metadata["detector"], json.loads(metadata["params"]), tensors, metadata
-
-
-def load_detector(path: str | Path) -> Detector:
-    """Load any registered detector from a file written by its `save`."""
-    name, _, _, _ = read_detector_file(path)
-    return detector_class(name).load(path)
 
 
 def normalization_param(value: Normalization | str | None) -> str | None:
@@ -171,7 +120,7 @@ class FittedStateDetector:
         """Rebuild the detector from `path`; its backbone is recreated from the saved params."""
         name, params, tensors, metadata = read_detector_file(path)
         if name != cls.name:
-            raise InputError(f"{path} holds a {name!r} detector, not {cls.name!r}; use load_detector()")
+            raise InputError(f"{path} holds a {name!r} detector, not {cls.name!r}")
         detector = cls(**params)
         detector._restore(tensors, metadata)
         saved_id, current_id = metadata.get("weights_id", ""), detector._weights_id()

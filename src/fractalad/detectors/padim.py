@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 from tqdm.auto import tqdm
@@ -15,7 +15,6 @@ from fractalad.detectors.base import (
     check_finite,
     check_images,
     normalization_param,
-    register_detector,
 )
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.embedding import concat_layers, upsample_maps
@@ -26,9 +25,10 @@ from fractalad.errors import InputError
 DEFAULT_N_FEATURES: dict[str, int] = {"resnet18": 100, "wide_resnet50_2": 550}
 
 
-@register_detector("padim")
 class PaDiM(FittedStateDetector):
     """Per-position multivariate Gaussian of a random channel subset of layer1-3 features."""
+
+    name: ClassVar[str] = "padim"
 
     def __init__(
         self,

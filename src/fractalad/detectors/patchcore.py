@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 from torch.nn import functional as F
@@ -16,7 +16,6 @@ from fractalad.detectors.base import (
     check_finite,
     check_images,
     normalization_param,
-    register_detector,
 )
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.coreset import greedy_coreset, project_chunks
@@ -40,9 +39,10 @@ def rows_from_chunks(chunks: Sequence[torch.Tensor], indices: torch.Tensor) -> t
     return out
 
 
-@register_detector("patchcore")
 class PatchCore(FittedStateDetector):
     """Nearest-neighbour distance to a memory bank of normal patch features; k-NN re-weighted image score."""
+
+    name: ClassVar[str] = "patchcore"
 
     def __init__(
         self,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fractalad.detectors import Prediction, create_detector, list_detectors, load_detector
+from fractalad.detectors import create_detector, list_detectors, load_detector
+from fractalad.detectors.base import Prediction
 from fractalad.errors import InputError
 
 # Small, fast settings per detector; every key is a real hyper-parameter of that detector.
