@@ -108,19 +108,21 @@ def frame(
 
 
 def chaos_counts(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
-    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system; the two fused passes."""
+    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system: chaos game, then binning."""
     if config.jitter:
         system = jitter_system(system, config, rng)
     coef = coefficients(system)
     table = kernels.build_table(map_probabilities(system))
     x0, y0 = fixed_point(system)
     stream = int(rng.integers(0, 2**63))
-    bbox = kernels.chaos_bbox(coef, table, x0, y0, stream, config.n_points)
+    points = np.empty((config.n_points, 2))
+    bbox = kernels.chaos_points(coef, table, x0, y0, stream, points)
     window = frame(bbox, config, rng)
-    counts = np.zeros((config.size, config.size), np.int32)
+    # One-pixel border: the binning pass parks the points outside the window there.
+    canvas = np.zeros((config.size + 2, config.size + 2), np.int32)
     if np.isfinite(bbox).all():
-        kernels.chaos_count(coef, table, x0, y0, stream, config.n_points, *window, counts)
-    return counts
+        kernels.bin_points(points, *window, canvas)
+    return canvas[1:-1, 1:-1]
 
 
 def patch_mask(rng: np.random.Generator) -> np.ndarray:
@@ -142,21 +144,27 @@ def render(system: np.ndarray, config: RenderConfig, seed: int) -> np.ndarray:
     else:
         noise = np.zeros((0, 0))
         back = np.zeros(4)
+    # Colour is per pixel, so flipping the counts and noise (free strided views) before colourising equals
+    # flipping the image after it, without copying a (size, size, 3) array through a transposed view.
+    if config.flips:
+        flags = rng.random(3) < 0.5
+        counts, noise = dihedral_flip(counts, flags), dihedral_flip(noise, flags)
     image = np.empty((config.size, config.size, 3), np.uint8)
     kernels.colourise(counts, config.graded, config.colour, foreground, noise, back, image)
-    if config.flips:
-        image = dihedral_flip(image, rng.random(3) < 0.5)
     if config.blur and rng.random() < config.blur_p:
         image = kernels.blur3(image, rng.uniform(*config.blur_sigma))
     return image
 
 
-def dihedral_flip(image: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Transpose, then vflip, then hflip where flags (3,) bool says so: (H, W, C) -> contiguous array."""
+def dihedral_flip(array: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Transpose, then vflip, then hflip the first two axes of array (H, W, ...) where flags (3,) bool say so.
+
+    Returns a view (no copy).
+    """
     if flags[0]:
-        image = image.transpose(1, 0, 2)
+        array = array.swapaxes(0, 1)
     if flags[1]:
-        image = image[::-1]
+        array = array[::-1]
     if flags[2]:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
+        array = array[:, ::-1]
+    return array
