@@ -13,8 +13,8 @@ from numba import njit
 
 from fractalad.fractals import kernels
 from fractalad.fractals.kernels import GOLDEN, _hi, _lo, _mix
-from fractalad.fractals.render import RenderConfig, frame, jitter_system
-from fractalad.fractals.sampling import coefficients, fixed_point, map_probabilities
+from fractalad.fractals.render import RenderConfig
+from fractalad.fractals.sampling import coefficients, fixed_point, map_probabilities, singular_values
 
 _TABLE_SHIFT = np.uint64(64 - kernels.TABLE_BITS)
 
@@ -168,6 +168,37 @@ def blur3(image: np.ndarray, sigma: float) -> np.ndarray:
         for k in range(channels, row - channels):
             o[k] = np.uint8(side * (t[k - channels] + t[k + channels]) + mid * t[k] + half)
     return out.reshape(height, width, channels)
+
+
+def jitter_system(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """Scale one random map's 2x3 by U(jitter_range); retry while a singular value exceeds 1."""
+    for _ in range(config.jitter_tries):
+        index = int(rng.integers(len(system)))
+        factor = rng.uniform(*config.jitter_range)
+        candidate = system.copy()
+        candidate[index] *= factor
+        if singular_values(candidate[index : index + 1]).max() <= 1.0:
+            return candidate
+    return system
+
+
+def frame(
+    bbox: tuple[float, float, float, float], config: RenderConfig, rng: np.random.Generator
+) -> tuple[float, float, float, float]:
+    """Window (left, top, scale_x, scale_y) from attractor coordinates to pixels; x -> columns, y -> rows."""
+    xmin, xmax, ymin, ymax = bbox
+    centre = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
+    extent = np.array([xmax - xmin, ymax - ymin])
+    # A degenerate (point or line) attractor still gets a finite window around it.
+    extent = np.maximum(extent, 1e-9 * np.maximum(1.0, np.abs(centre)))
+    if config.window:
+        centre = centre + extent * rng.uniform(-config.window_shift, config.window_shift, 2)
+        extent = extent * rng.uniform(*config.window_scale, 2)
+    # A 1e-9 margin on both sides keeps the extreme points inside the first/last pixel despite rounding.
+    extent = extent * (1.0 + 1e-9)
+    scale = config.size / extent
+    left, top = centre - extent / 2
+    return float(left), float(top), float(scale[0]), float(scale[1])
 
 
 def dihedral_flip(image: np.ndarray, flags: np.ndarray) -> np.ndarray:

@@ -78,12 +78,15 @@ def get_render_preset(name: str) -> RenderConfig:
 
 def jitter_system(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
     """Scale one random map's 2x3 by U(jitter_range); retry while a singular value exceeds 1."""
+    # Scaling a map by f scales its singular values by f, so one closed-form call serves every try; the
+    # 1e-12 margin covers the last-bit difference between f * s1(A) and s1(f A).
+    largest = singular_values(system)[:, 0].tolist()
     for _ in range(config.jitter_tries):
         index = int(rng.integers(len(system)))
-        factor = rng.uniform(*config.jitter_range)
-        candidate = system.copy()
-        candidate[index] *= factor
-        if singular_values(candidate[index : index + 1]).max() <= 1.0:
+        factor = float(rng.uniform(*config.jitter_range))
+        if factor * largest[index] <= 1.0 - 1e-12:
+            candidate = system.copy()
+            candidate[index] *= factor
             return candidate
     return system
 
@@ -92,19 +95,19 @@ def frame(
     bbox: tuple[float, float, float, float], config: RenderConfig, rng: np.random.Generator
 ) -> tuple[float, float, float, float]:
     """Window (left, top, scale_x, scale_y) from attractor coordinates to pixels; x -> columns, y -> rows."""
-    xmin, xmax, ymin, ymax = bbox
-    centre = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
-    extent = np.array([xmax - xmin, ymax - ymin])
-    # A degenerate (point or line) attractor still gets a finite window around it.
-    extent = np.maximum(extent, 1e-9 * np.maximum(1.0, np.abs(centre)))
+    xmin, xmax, ymin, ymax = (float(v) for v in bbox)
+    centre_x, centre_y = (xmin + xmax) / 2, (ymin + ymax) / 2
+    # A degenerate (point or line) attractor still gets a finite window around it (max() keeps a NaN).
+    extent_x = max(xmax - xmin, 1e-9 * max(1.0, abs(centre_x)))
+    extent_y = max(ymax - ymin, 1e-9 * max(1.0, abs(centre_y)))
     if config.window:
-        centre = centre + extent * rng.uniform(-config.window_shift, config.window_shift, 2)
-        extent = extent * rng.uniform(*config.window_scale, 2)
+        shift_x, shift_y = rng.uniform(-config.window_shift, config.window_shift, 2).tolist()
+        centre_x, centre_y = centre_x + extent_x * shift_x, centre_y + extent_y * shift_y
+        zoom_x, zoom_y = rng.uniform(*config.window_scale, 2).tolist()
+        extent_x, extent_y = extent_x * zoom_x, extent_y * zoom_y
     # A 1e-9 margin on both sides keeps the extreme points inside the first/last pixel despite rounding.
-    extent = extent * (1.0 + 1e-9)
-    scale = config.size / extent
-    left, top = centre - extent / 2
-    return float(left), float(top), float(scale[0]), float(scale[1])
+    extent_x, extent_y = extent_x * (1.0 + 1e-9), extent_y * (1.0 + 1e-9)
+    return centre_x - extent_x / 2, centre_y - extent_y / 2, config.size / extent_x, config.size / extent_y
 
 
 def chaos_counts(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
