@@ -111,7 +111,10 @@ def frame(
 
 
 def chaos_counts(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
-    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system: chaos game, then binning."""
+    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system: chaos game, then binning.
+
+    The counts are a view of the interior of a (size + 2, size + 2) canvas (not contiguous).
+    """
     if config.jitter:
         system = jitter_system(system, config, rng)
     coef = coefficients(system)
