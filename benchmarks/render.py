@@ -1,7 +1,9 @@
 """Fractal-engine figures in one run, reported as ratios measured side by side.
 
-1. img/s per core of the fused numba renderer at 256x256 / 100k points, presets paper and af.
-2. ns per chaos-game point of the fused kernel (bounding-box pass, canvas pass, both).
+1. img/s per core of the numba renderer at 256x256 / 100k points, presets paper and af, and the previous
+   renderer (benchmarks/render_previous.py: bbox pass + replay) timed in alternating rounds in this process;
+   the agreement of their images (IoU of occupied pixels, density correlation) over many systems.
+2. ns per chaos-game point: point pass and binning pass, against the previous bbox pass and replay pass.
 3. The same pipeline on a straightforward per-step numba chaos game (map choices from np.random, one array
    unpack per step, a coordinate buffer, numpy bounding box): ns/point, img/s, fused / baseline ratios.
 4. img/s of the batched torch renderer on CPU (one thread).
@@ -10,6 +12,7 @@
 
     python benchmarks/render.py                    # everything (a few minutes on 2 cores)
     python benchmarks/render.py --images 100 --fractaldb 50 --full-1000
+    NUMBA_NUM_THREADS=1 taskset -c 0 python benchmarks/render.py --renderer-only --rounds 7
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import argparse
 import time
 
 import numpy as np
+import render_previous  # sibling script: the previous renderer
 import torch
 from numba import njit
 
 from fractalad.fractals import kernels, sampling
 from fractalad.fractals.dataset import FractalDataset
-from fractalad.fractals.render import RENDER_PRESETS, RenderConfig, dihedral_flip, frame, render
+from fractalad.fractals.render import RENDER_PRESETS, RenderConfig, chaos_counts, frame, render
 from fractalad.fractals.systems import pack_systems
 from fractalad.fractals.torch_render import pack_probabilities, render_batch
 
@@ -66,9 +70,9 @@ def baseline_render(system: np.ndarray, config: RenderConfig, seed: int) -> np.n
     image = np.empty((config.size, config.size, 3), np.uint8)
     fg = np.array([rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.0)])
     kernels.colourise(counts, config.graded, config.colour, fg, np.zeros((0, 0)), np.zeros(4), image)
-    image = dihedral_flip(image, rng.random(3) < 0.5)
+    image = render_previous.dihedral_flip(image, rng.random(3) < 0.5)
     if rng.random() < 0.5:
-        image = kernels.blur3(image, rng.uniform(0.5, 1.0))
+        image = render_previous.blur3(image, rng.uniform(0.5, 1.0))
     return image
 
 
@@ -95,26 +99,80 @@ def _best_seconds(call, repeats: int = 3) -> float:
     return best
 
 
+def previous_vs_current(
+    systems: list[np.ndarray], config: RenderConfig, count: int, rounds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """img/s of the previous and the current renderer per round, (rounds,) each, measured alternately."""
+    render_previous.render(systems[0], config, 0)
+    render(systems[0], config, 0)
+    rates = np.empty((2, rounds))
+    for r in range(rounds):
+        for side, fn in enumerate((render_previous.render, render)):
+            start = time.perf_counter()
+            for i in range(count):
+                fn(systems[i % len(systems)], config, r * count + i)
+            rates[side, r] = count / (time.perf_counter() - start)
+    return rates[0], rates[1]
+
+
+def _pooled_correlation(a: np.ndarray, b: np.ndarray, factor: int = 4) -> float:
+    size = a.shape[0] // factor
+    pooled = [x.reshape(size, factor, size, factor).sum(axis=(1, 3)).ravel() for x in (a, b)]
+    return float(np.corrcoef(*pooled)[0, 1])
+
+
+def image_agreement(systems: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Mean (IoU of occupied pixels, 4x4-block density correlation) against the previous renderer's counts.
+
+    'current': current vs previous on the same system; 'previous': previous vs previous with another seed
+    (the run-to-run floor); 'other system': previous of the next system (what a wrong attractor scores).
+    """
+    config = RenderConfig(colour=False, flips=False, blur=False, jitter=False, window=False)
+    scores: dict[str, list[tuple[float, float]]] = {"current": [], "previous": [], "other system": []}
+    for i, system in enumerate(systems):
+        reference = render_previous.chaos_counts(system, config, np.random.default_rng(0))
+        candidates = {
+            "current": chaos_counts(system, config, np.random.default_rng(1)),
+            "previous": render_previous.chaos_counts(system, config, np.random.default_rng(1)),
+            "other system": render_previous.chaos_counts(
+                systems[(i + 1) % len(systems)], config, np.random.default_rng(1)
+            ),
+        }
+        for name, counts in candidates.items():
+            both, either = ((counts > 0) & (reference > 0)).sum(), ((counts > 0) | (reference > 0)).sum()
+            scores[name].append((both / either, _pooled_correlation(counts, reference)))
+    return {name: tuple(np.mean(values, axis=0)) for name, values in scores.items()}
+
+
 def ns_per_point(systems: list[np.ndarray], n_points: int) -> dict[str, float]:
-    """Fused kernel passes vs the baseline chaos game: median over systems of the best of 3 runs, ns/point."""
-    times: dict[str, list[float]] = {"bbox": [], "count": [], "baseline": []}
+    """Chaos-game passes, current and previous, and the baseline: median over systems of the best of 3, ns/point.
+
+    Windows are the paper preset's (random shift and zoom), so the canvas passes see clipped attractors.
+    """
+    names = ("points", "binning", "previous bbox", "previous replay", "baseline")
+    times: dict[str, list[float]] = {name: [] for name in names}
     rng = np.random.default_rng(0)
+    points = np.empty((n_points, 2))
+    canvas = np.zeros((258, 258), np.int32)
+    counts = np.zeros((256, 256), np.int32)
     for system in systems:
         coef, table = sampling.coefficients(system), kernels.build_table(sampling.map_probabilities(system))
         x0, y0 = sampling.fixed_point(system)
-        bbox = kernels.chaos_bbox(coef, table, x0, y0, 1, n_points)
-        times["bbox"].append(_best_seconds(lambda: kernels.chaos_bbox(coef, table, x0, y0, 1, n_points)))
-        window = frame(bbox, RenderConfig(window=False), rng)
-        counts = np.zeros((256, 256), np.int32)
-        times["count"].append(
-            _best_seconds(lambda: kernels.chaos_count(coef, table, x0, y0, 1, n_points, *window, counts))
-        )
+        window = frame(kernels.chaos_points(coef, table, x0, y0, 1, points), RENDER_PRESETS["paper"], rng)
         probabilities = sampling.map_probabilities(system)
-        times["baseline"].append(
-            _best_seconds(
-                lambda: baseline_points(system, rng.choice(len(system), n_points, p=probabilities), x0, y0)
-            )
-        )
+        calls = {
+            "points": lambda: kernels.chaos_points(coef, table, x0, y0, 1, points),
+            "binning": lambda: kernels.bin_points(points, *window, canvas),
+            "previous bbox": lambda: render_previous.chaos_bbox(coef, table, x0, y0, 1, n_points),
+            "previous replay": lambda: render_previous.chaos_count(
+                coef, table, x0, y0, 1, n_points, *window, counts
+            ),
+            "baseline": lambda: baseline_points(
+                system, rng.choice(len(system), n_points, p=probabilities), x0, y0
+            ),
+        }
+        for name, call in calls.items():
+            times[name].append(_best_seconds(call))
     return {key: float(np.median(value)) / n_points * 1e9 for key, value in times.items()}
 
 
@@ -181,11 +239,48 @@ def worker_memory(n_systems: int, batches: int) -> tuple[float, float]:
     return rss, private
 
 
+def report_renderer(systems: list[np.ndarray], images: int, rounds: int) -> float:
+    """Print the renderer figures (current vs previous, ns/point, image agreement); returns current img/s."""
+    paper = RENDER_PRESETS["paper"]
+    previous, current = previous_vs_current(systems, paper, images, rounds)
+    ratios = current / previous
+    print(
+        f"paper 256px/100k, {rounds} alternating rounds of {images} images, img/s per core (median, min..max):\n"
+        f"  previous (bbox + replay)    : {np.median(previous):8.1f}  ({previous.min():.1f} .. {previous.max():.1f})\n"
+        f"  current (points + binning)  : {np.median(current):8.1f}  ({current.min():.1f} .. {current.max():.1f})\n"
+        f"  current / previous per round: median {np.median(ratios):.2f}x ({ratios.min():.2f} .. {ratios.max():.2f})"
+    )
+    af = images_per_second(render, systems, RENDER_PRESETS["af"], images)
+    print(f"current, af 256px/100k        : {af:8.1f} img/s per core")
+    ns = ns_per_point(systems[:32], 100_000)
+    current_ns, previous_ns = ns["points"] + ns["binning"], ns["previous bbox"] + ns["previous replay"]
+    print(
+        f"ns/point, current             : point pass {ns['points']:.2f}, binning pass {ns['binning']:.2f}, "
+        f"both {current_ns:.2f}\n"
+        f"ns/point, previous            : bbox pass {ns['previous bbox']:.2f}, replay pass "
+        f"{ns['previous replay']:.2f}, both {previous_ns:.2f}   previous / current = {previous_ns / current_ns:.2f}x\n"
+        f"baseline chaos game ns/point  : {ns['baseline']:.2f} (incl. np.random choices)   "
+        f"baseline / current = {ns['baseline'] / current_ns:.1f}x"
+    )
+    print("agreement with the previous renderer's counts, 64 systems, 256px/100k, no augmentation:")
+    for name, (iou, correlation) in image_agreement(systems).items():
+        print(
+            f"  {name:12s}: IoU of occupied pixels {iou:.3f}, 4x4-block density correlation {correlation:.3f}"
+        )
+    return float(np.median(current))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=300, help="images per img/s figure (default 300)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating previous/current rounds (default 5)"
+    )
+    parser.add_argument(
+        "--renderer-only", action="store_true", help="only the renderer figures (section 1-2)"
+    )
     parser.add_argument(
         "--fractaldb", type=int, default=100, help="FractalDB categories to time (default 100)"
     )
@@ -197,28 +292,17 @@ def main() -> None:
     torch.set_num_threads(1)
     systems = sampling.sample_systems(64, 0)
     paper = RENDER_PRESETS["paper"]
-    fused = images_per_second(render, systems, paper, args.images)
-    af = images_per_second(render, systems, RENDER_PRESETS["af"], args.images)
+    current = report_renderer(systems, args.images, args.rounds)
+    if args.renderer_only:
+        return
     base = images_per_second(baseline_render, systems, paper, max(20, args.images // 4))
-    print(f"fused numba, paper 256px/100k : {fused:8.1f} img/s per core")
-    print(f"fused numba, af    256px/100k : {af:8.1f} img/s per core")
     print(
-        f"baseline numba, paper         : {base:8.1f} img/s per core   fused / baseline = {fused / base:.2f}x"
-    )
-    ns = ns_per_point(systems[:32], 100_000)
-    both = ns["bbox"] + ns["count"]
-    print(
-        f"fused kernel ns/point         : bbox pass {ns['bbox']:.2f}, canvas pass {ns['count']:.2f}, "
-        f"both {both:.2f}"
-    )
-    print(
-        f"baseline chaos game ns/point  : {ns['baseline']:.2f} (incl. np.random choices)   "
-        f"baseline / fused-both = {ns['baseline'] / both:.1f}x"
+        f"baseline numba, paper         : {base:8.1f} img/s per core   current / baseline = {current / base:.2f}x"
     )
     torch_rate = torch_images_per_second(systems, paper, batch=16, rounds=2)
     print(
         f"torch CPU (1 thread), paper   : {torch_rate:8.1f} img/s   "
-        f"fused numba / torch = {fused / torch_rate:.1f}x"
+        f"numba / torch = {current / torch_rate:.1f}x"
     )
     seconds = fractaldb_seconds(args.fractaldb, args.workers)
     print(

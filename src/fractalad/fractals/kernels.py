@@ -1,8 +1,9 @@
-"""Compiled chaos-game kernels: counter RNG, alias tables, bounding-box / canvas passes, colour, blur.
+"""Compiled chaos-game kernels: counter RNG, map-choice tables, point / canvas passes, colour, blur.
 
-The chaos game is the hot loop of every fractal image. It runs fused in one compiled loop: the map is chosen
-through a lookup table from a splitmix64 counter stream (so a pass can be replayed exactly from its seed), the
-affine map is applied from a (N, 6) coefficient table and no coordinate buffer is ever allocated.
+The chaos game is the hot loop of every fractal image. It runs in one compiled loop: maps are chosen through
+a lookup table from a splitmix64 counter stream (so the iterates are a pure function of the seed), the affine
+maps are applied from an (N, 6) coefficient table, and the iterates go to a point buffer that the canvas pass
+bins once the bounding box (and so the frame) is known.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ def _mix(z: np.uint64) -> np.uint64:
 
 TABLE_BITS = 12
 TABLE_SIZE = 1 << TABLE_BITS
-_TABLE_SHIFT = np.uint64(64 - TABLE_BITS)
 
 
 @njit(cache=True)
@@ -55,44 +55,15 @@ def build_table(probabilities: np.ndarray) -> np.ndarray:
     return table
 
 
-@njit(cache=True, inline="always")
-def _choose(z: np.uint64, table: np.ndarray) -> np.uint8:
-    return table[z >> _TABLE_SHIFT]
+_WORD_MASK = np.uint64(TABLE_SIZE - 1)
+_WORD_SHIFT = np.uint64(TABLE_BITS)
+CHAINS = 4
+CHOICES_PER_WORD = 5  # 5 x 12 table bits of each 64-bit word
 
 
 @njit(cache=True, inline="always")
-def _step(coef: np.ndarray, k: np.uint64, x: float, y: float) -> tuple[float, float]:
+def _step(coef: np.ndarray, k: np.uint8, x: float, y: float) -> tuple[float, float]:
     return coef[k, 0] * x + coef[k, 1] * y + coef[k, 4], coef[k, 2] * x + coef[k, 3] * y + coef[k, 5]
-
-
-# Four interleaved chains, all started at the same point of the attractor, hide the latency of the serial
-# x -> w(x) dependency (the loop would otherwise wait on two dependent multiply-adds per point). Point i uses
-# counter i of the splitmix64 stream, so a pass replays exactly from its seed. The bbox, count and fill passes
-# share _step4 so they walk the very same stream; inlined, its tuple stays in registers (no measurable cost).
-@njit(cache=True, inline="always")
-def _step4(
-    coef: np.ndarray,
-    table: np.ndarray,
-    state: np.uint64,
-    xa: float,
-    ya: float,
-    xb: float,
-    yb: float,
-    xc: float,
-    yc: float,
-    xd: float,
-    yd: float,
-) -> tuple[np.uint64, float, float, float, float, float, float, float, float]:
-    """One step of each of the four chains on the next four counters; returns (state, xa, ya, ..., yd)."""
-    s0 = state + GOLDEN
-    s1 = s0 + GOLDEN
-    s2 = s1 + GOLDEN
-    state = s2 + GOLDEN
-    xa, ya = _step(coef, _choose(_mix(s0), table), xa, ya)
-    xb, yb = _step(coef, _choose(_mix(s1), table), xb, yb)
-    xc, yc = _step(coef, _choose(_mix(s2), table), xc, yc)
-    xd, yd = _step(coef, _choose(_mix(state), table), xd, yd)
-    return state, xa, ya, xb, yb, xc, yc, xd, yd
 
 
 @njit(cache=True, inline="always")
@@ -106,82 +77,86 @@ def _hi(a: float, b: float) -> float:
     return a if a > b else b
 
 
+# The chaos game runs as four independent chains of the same system, all started at the fixed point of map 1
+# (on the attractor), advanced together in one loop: their dependent multiply-adds overlap, so the loop is
+# bound by throughput rather than by one chain's latency. Chain c draws word b from counter 4 b + c + 1 of the
+# splitmix64 stream of the seed, and each word feeds five map choices (12 bits each), so one mix serves five
+# points. Every iterate is written to a point buffer, so the canvas pass bins stored points instead of
+# replaying the chaos game.
 @njit(cache=True)
-def chaos_bbox(
-    coef: np.ndarray, table: np.ndarray, x0: float, y0: float, seed: int, n_points: int
+def chaos_points(
+    coef: np.ndarray, table: np.ndarray, x0: float, y0: float, seed: int, points: np.ndarray
 ) -> tuple[float, float, float, float]:
-    """Pass 1: bounding box (xmin, xmax, ymin, ymax) of n_points iterates; coef (N, 6) = a b c d e f."""
+    """Fill points (n, 2) float64 with n iterates; returns their bounding box (xmin, xmax, ymin, ymax)."""
+    n = points.shape[0]
     state = np.uint64(seed)
     xa, ya, xb, yb, xc, yc, xd, yd = x0, y0, x0, y0, x0, y0, x0, y0
-    xmin = np.inf
-    xmax = -np.inf
-    ymin = np.inf
-    ymax = -np.inf
-    for _ in range(n_points // 4):
-        state, xa, ya, xb, yb, xc, yc, xd, yd = _step4(coef, table, state, xa, ya, xb, yb, xc, yc, xd, yd)
-        xmin = _lo(xmin, _lo(_lo(xa, xb), _lo(xc, xd)))
-        xmax = _hi(xmax, _hi(_hi(xa, xb), _hi(xc, xd)))
-        ymin = _lo(ymin, _lo(_lo(ya, yb), _lo(yc, yd)))
-        ymax = _hi(ymax, _hi(_hi(ya, yb), _hi(yc, yd)))
-    for _ in range(n_points % 4):
+    xmin, xmax, ymin, ymax = np.inf, -np.inf, np.inf, -np.inf
+    j = 0
+    for _ in range(n // (CHAINS * CHOICES_PER_WORD)):
         state += GOLDEN
-        xa, ya = _step(coef, _choose(_mix(state), table), xa, ya)
-        xmin = _lo(xmin, xa)
-        xmax = _hi(xmax, xa)
-        ymin = _lo(ymin, ya)
-        ymax = _hi(ymax, ya)
+        wa = _mix(state)
+        state += GOLDEN
+        wb = _mix(state)
+        state += GOLDEN
+        wc = _mix(state)
+        state += GOLDEN
+        wd = _mix(state)
+        for _ in range(CHOICES_PER_WORD):
+            xa, ya = _step(coef, table[wa & _WORD_MASK], xa, ya)
+            xb, yb = _step(coef, table[wb & _WORD_MASK], xb, yb)
+            xc, yc = _step(coef, table[wc & _WORD_MASK], xc, yc)
+            xd, yd = _step(coef, table[wd & _WORD_MASK], xd, yd)
+            wa >>= _WORD_SHIFT
+            wb >>= _WORD_SHIFT
+            wc >>= _WORD_SHIFT
+            wd >>= _WORD_SHIFT
+            points[j, 0], points[j, 1] = xa, ya
+            points[j + 1, 0], points[j + 1, 1] = xb, yb
+            points[j + 2, 0], points[j + 2, 1] = xc, yc
+            points[j + 3, 0], points[j + 3, 1] = xd, yd
+            j += CHAINS
+            xmin = _lo(xmin, _lo(_lo(xa, xb), _lo(xc, xd)))
+            xmax = _hi(xmax, _hi(_hi(xa, xb), _hi(xc, xd)))
+            ymin = _lo(ymin, _lo(_lo(ya, yb), _lo(yc, yd)))
+            ymax = _hi(ymax, _hi(_hi(ya, yb), _hi(yc, yd)))
+    # The last n mod 20 points continue chain a on the following counters.
+    word = np.uint64(0)
+    for t in range(n - j):
+        if t % CHOICES_PER_WORD == 0:
+            state += GOLDEN
+            word = _mix(state)
+        xa, ya = _step(coef, table[word & _WORD_MASK], xa, ya)
+        word >>= _WORD_SHIFT
+        points[j + t, 0], points[j + t, 1] = xa, ya
+        xmin, xmax, ymin, ymax = _lo(xmin, xa), _hi(xmax, xa), _lo(ymin, ya), _hi(ymax, ya)
     return xmin, xmax, ymin, ymax
 
 
 @njit(cache=True, inline="always")
-def _plot(
-    flat: np.ndarray,
-    width: float,
-    height: float,
-    x: float,
-    y: float,
-    left: float,
-    top: float,
-    sx: float,
-    sy: float,
-) -> None:
-    fx = (x - left) * sx
-    fy = (y - top) * sy
-    # NaN fails every comparison, so diverging systems simply draw nothing.
-    if fx >= 0.0 and fy >= 0.0 and fx < width and fy < height:
-        flat[np.intp(fy) * np.intp(width) + np.intp(fx)] += 1
+def _cell(v: float, last: float) -> np.intp:
+    """Clamp v to [0, last] (NaN -> 0) and truncate: a branch-free cell index."""
+    v = v if v > 0.0 else 0.0  # noqa: FURB136  (this order sends NaN to 0; max() would keep it)
+    return np.intp(v if v < last else last)  # noqa: FURB136
 
 
 @njit(cache=True)
-def chaos_count(
-    coef: np.ndarray,
-    table: np.ndarray,
-    x0: float,
-    y0: float,
-    seed: int,
-    n_points: int,
-    left: float,
-    top: float,
-    scale_x: float,
-    scale_y: float,
-    counts: np.ndarray,
+def bin_points(
+    points: np.ndarray, left: float, top: float, scale_x: float, scale_y: float, canvas: np.ndarray
 ) -> None:
-    """Pass 2: replay the same stream and add one hit per point inside the window to counts (H, W) int32."""
-    flat = counts.ravel()
-    width = float(counts.shape[1])
-    height = float(counts.shape[0])
-    state = np.uint64(seed)
-    xa, ya, xb, yb, xc, yc, xd, yd = x0, y0, x0, y0, x0, y0, x0, y0
-    for _ in range(n_points // 4):
-        state, xa, ya, xb, yb, xc, yc, xd, yd = _step4(coef, table, state, xa, ya, xb, yb, xc, yc, xd, yd)
-        _plot(flat, width, height, xa, ya, left, top, scale_x, scale_y)
-        _plot(flat, width, height, xb, yb, left, top, scale_x, scale_y)
-        _plot(flat, width, height, xc, yc, left, top, scale_x, scale_y)
-        _plot(flat, width, height, xd, yd, left, top, scale_x, scale_y)
-    for _ in range(n_points % 4):
-        state += GOLDEN
-        xa, ya = _step(coef, _choose(_mix(state), table), xa, ya)
-        _plot(flat, width, height, xa, ya, left, top, scale_x, scale_y)
+    """Add one hit per point (n, 2) to canvas (H + 2, W + 2) int32, whose interior [1:-1, 1:-1] is the window.
+
+    Points outside the window (and NaN) are clamped onto the one-pixel border instead of being tested, so
+    the loop has no data-dependent branch (a window that clips the attractor made those tests mispredict).
+    """
+    flat = canvas.ravel()
+    stride = canvas.shape[1]
+    last_x = float(canvas.shape[1] - 1)
+    last_y = float(canvas.shape[0] - 1)
+    for i in range(points.shape[0]):
+        ix = _cell((points[i, 0] - left) * scale_x + 1.0, last_x)
+        iy = _cell((points[i, 1] - top) * scale_y + 1.0, last_y)
+        flat[iy * stride + ix] += 1
 
 
 @njit(cache=True)
@@ -196,7 +171,8 @@ def chaos_fill(
     min_fill: float,
 ) -> float:
     """Fraction of a size x size bitmap hit by n_points iterates (bbox framing); stops early if hopeless."""
-    xmin, xmax, ymin, ymax = chaos_bbox(coef, table, x0, y0, seed, n_points)
+    points = np.empty((n_points, 2))
+    xmin, xmax, ymin, ymax = chaos_points(coef, table, x0, y0, seed, points)
     if not (np.isfinite(xmin) and np.isfinite(xmax) and np.isfinite(ymin) and np.isfinite(ymax)):
         return 0.0
     if xmax - xmin <= 0.0 or ymax - ymin <= 0.0:
@@ -205,19 +181,12 @@ def chaos_fill(
     scale_y = size / ((ymax - ymin) * (1.0 + 1e-9))
     needed = int(np.ceil(min_fill * size * size))
     bitmap = np.zeros((size, size), np.uint8)
-    state = np.uint64(seed)
-    xa, ya, xb, yb, xc, yc, xd, yd = x0, y0, x0, y0, x0, y0, x0, y0
     filled = 0
-    groups = n_points // 4
-    for g in range(groups):
+    for i in range(n_points):
         # Each point fills at most one new pixel: give up as soon as the target is out of reach.
-        if filled + 4 * (groups - g) < needed:
+        if filled + n_points - i < needed:
             break
-        state, xa, ya, xb, yb, xc, yc, xd, yd = _step4(coef, table, state, xa, ya, xb, yb, xc, yc, xd, yd)
-        filled += _mark(bitmap, xa, ya, xmin, ymin, scale_x, scale_y)
-        filled += _mark(bitmap, xb, yb, xmin, ymin, scale_x, scale_y)
-        filled += _mark(bitmap, xc, yc, xmin, ymin, scale_x, scale_y)
-        filled += _mark(bitmap, xd, yd, xmin, ymin, scale_x, scale_y)
+        filled += _mark(bitmap, points[i, 0], points[i, 1], xmin, ymin, scale_x, scale_y)
     return filled / (size * size)
 
 
@@ -329,33 +298,32 @@ def colourise(
 @njit(cache=True)
 def blur3(image: np.ndarray, sigma: float) -> np.ndarray:
     """3x3 Gaussian blur (separable, edge pixels replicated): (H, W, 3) uint8 -> (H, W, 3) uint8."""
-    side = np.float32(
-        np.exp(-1.0 / (2.0 * sigma * sigma)) / (1.0 + 2.0 * np.exp(-1.0 / (2.0 * sigma * sigma)))
-    )
-    mid = np.float32(1.0) - 2 * side
+    weight = np.exp(-1.0 / (2.0 * sigma * sigma))
+    side = np.float32(weight / (1.0 + 2.0 * weight))
+    mid = np.float32(1.0) - np.float32(2.0) * side
+    half = np.float32(0.5)
     height, width, channels = image.shape
     row = width * channels
+    inner = row - 2 * channels
     flat = image.reshape(height, row)
-    # Rows are flattened to (W * C) so both passes are contiguous, vectorisable loops.
-    tmp = np.empty((height, row), np.float32)
-    for i in range(height):
-        up = flat[max(i - 1, 0)]
-        here = flat[i]
-        down = flat[min(i + 1, height - 1)]
-        t = tmp[i]
-        for k in range(row):
-            t[k] = side * (np.float32(up[k]) + np.float32(down[k])) + mid * np.float32(here[k])
     out = np.empty((height, row), np.uint8)
-    half = np.float32(0.5)
+    # Rows are flattened to (W * C); one float32 row of the vertical pass feeds the horizontal pass.
+    tmp = np.empty(row, np.float32)
+    left, centre, right = tmp[:inner], tmp[channels : channels + inner], tmp[2 * channels :]
+    # Unsigned trip counts and shifted views index every loop by its counter alone: numba then drops the
+    # negative-index wraparound and LLVM vectorises both passes (~8x faster than indexing t[k - channels]).
     for i in range(height):
-        t = tmp[i]
+        up, here, down = flat[max(i - 1, 0)], flat[i], flat[min(i + 1, height - 1)]
+        for k in range(np.uintp(row)):
+            tmp[k] = side * (np.float32(up[k]) + np.float32(down[k])) + mid * np.float32(here[k])
         o = out[i]
         for k in range(channels):
-            o[k] = np.uint8((side + mid) * t[k] + side * t[k + channels] + half)
+            o[k] = np.uint8((side + mid) * tmp[k] + side * tmp[k + channels] + half)
             e = row - channels + k
-            o[e] = np.uint8((side + mid) * t[e] + side * t[e - channels] + half)
-        for k in range(channels, row - channels):
-            o[k] = np.uint8(side * (t[k - channels] + t[k + channels]) + mid * t[k] + half)
+            o[e] = np.uint8((side + mid) * tmp[e] + side * tmp[e - channels] + half)
+        middle = o[channels : channels + inner]
+        for k in range(np.uintp(inner)):
+            middle[k] = np.uint8(side * (left[k] + right[k]) + mid * centre[k] + half)
     return out.reshape(height, width, channels)
 
 

@@ -78,12 +78,15 @@ def get_render_preset(name: str) -> RenderConfig:
 
 def jitter_system(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
     """Scale one random map's 2x3 by U(jitter_range); retry while a singular value exceeds 1."""
+    # Scaling a map by f scales its singular values by f, so one closed-form call serves every try; the
+    # 1e-12 margin covers the last-bit difference between f * s1(A) and s1(f A).
+    largest = singular_values(system)[:, 0].tolist()
     for _ in range(config.jitter_tries):
         index = int(rng.integers(len(system)))
-        factor = rng.uniform(*config.jitter_range)
-        candidate = system.copy()
-        candidate[index] *= factor
-        if singular_values(candidate[index : index + 1]).max() <= 1.0:
+        factor = float(rng.uniform(*config.jitter_range))
+        if factor * largest[index] <= 1.0 - 1e-12:
+            candidate = system.copy()
+            candidate[index] *= factor
             return candidate
     return system
 
@@ -92,35 +95,40 @@ def frame(
     bbox: tuple[float, float, float, float], config: RenderConfig, rng: np.random.Generator
 ) -> tuple[float, float, float, float]:
     """Window (left, top, scale_x, scale_y) from attractor coordinates to pixels; x -> columns, y -> rows."""
-    xmin, xmax, ymin, ymax = bbox
-    centre = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2])
-    extent = np.array([xmax - xmin, ymax - ymin])
-    # A degenerate (point or line) attractor still gets a finite window around it.
-    extent = np.maximum(extent, 1e-9 * np.maximum(1.0, np.abs(centre)))
+    xmin, xmax, ymin, ymax = (float(v) for v in bbox)
+    centre_x, centre_y = (xmin + xmax) / 2, (ymin + ymax) / 2
+    # A degenerate (point or line) attractor still gets a finite window around it (max() keeps a NaN).
+    extent_x = max(xmax - xmin, 1e-9 * max(1.0, abs(centre_x)))
+    extent_y = max(ymax - ymin, 1e-9 * max(1.0, abs(centre_y)))
     if config.window:
-        centre = centre + extent * rng.uniform(-config.window_shift, config.window_shift, 2)
-        extent = extent * rng.uniform(*config.window_scale, 2)
+        shift_x, shift_y = rng.uniform(-config.window_shift, config.window_shift, 2).tolist()
+        centre_x, centre_y = centre_x + extent_x * shift_x, centre_y + extent_y * shift_y
+        zoom_x, zoom_y = rng.uniform(*config.window_scale, 2).tolist()
+        extent_x, extent_y = extent_x * zoom_x, extent_y * zoom_y
     # A 1e-9 margin on both sides keeps the extreme points inside the first/last pixel despite rounding.
-    extent = extent * (1.0 + 1e-9)
-    scale = config.size / extent
-    left, top = centre - extent / 2
-    return float(left), float(top), float(scale[0]), float(scale[1])
+    extent_x, extent_y = extent_x * (1.0 + 1e-9), extent_y * (1.0 + 1e-9)
+    return centre_x - extent_x / 2, centre_y - extent_y / 2, config.size / extent_x, config.size / extent_y
 
 
 def chaos_counts(system: np.ndarray, config: RenderConfig, rng: np.random.Generator) -> np.ndarray:
-    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system; the two fused passes."""
+    """Per-pixel hit counts (size, size) int32 of the (jittered, framed) system: chaos game, then binning.
+
+    The counts are a view of the interior of a (size + 2, size + 2) canvas (not contiguous).
+    """
     if config.jitter:
         system = jitter_system(system, config, rng)
     coef = coefficients(system)
     table = kernels.build_table(map_probabilities(system))
     x0, y0 = fixed_point(system)
     stream = int(rng.integers(0, 2**63))
-    bbox = kernels.chaos_bbox(coef, table, x0, y0, stream, config.n_points)
+    points = np.empty((config.n_points, 2))
+    bbox = kernels.chaos_points(coef, table, x0, y0, stream, points)
     window = frame(bbox, config, rng)
-    counts = np.zeros((config.size, config.size), np.int32)
+    # One-pixel border: the binning pass parks the points outside the window there.
+    canvas = np.zeros((config.size + 2, config.size + 2), np.int32)
     if np.isfinite(bbox).all():
-        kernels.chaos_count(coef, table, x0, y0, stream, config.n_points, *window, counts)
-    return counts
+        kernels.bin_points(points, *window, canvas)
+    return canvas[1:-1, 1:-1]
 
 
 def patch_mask(rng: np.random.Generator) -> np.ndarray:
@@ -142,21 +150,27 @@ def render(system: np.ndarray, config: RenderConfig, seed: int) -> np.ndarray:
     else:
         noise = np.zeros((0, 0))
         back = np.zeros(4)
+    # Colour is per pixel, so flipping the counts and noise (free strided views) before colourising equals
+    # flipping the image after it, without copying a (size, size, 3) array through a transposed view.
+    if config.flips:
+        flags = rng.random(3) < 0.5
+        counts, noise = dihedral_flip(counts, flags), dihedral_flip(noise, flags)
     image = np.empty((config.size, config.size, 3), np.uint8)
     kernels.colourise(counts, config.graded, config.colour, foreground, noise, back, image)
-    if config.flips:
-        image = dihedral_flip(image, rng.random(3) < 0.5)
     if config.blur and rng.random() < config.blur_p:
         image = kernels.blur3(image, rng.uniform(*config.blur_sigma))
     return image
 
 
-def dihedral_flip(image: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Transpose, then vflip, then hflip where flags (3,) bool says so: (H, W, C) -> contiguous array."""
+def dihedral_flip(array: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Transpose, then vflip, then hflip the first two axes of array (H, W, ...) where flags (3,) bool say so.
+
+    Returns a view (no copy).
+    """
     if flags[0]:
-        image = image.transpose(1, 0, 2)
+        array = array.swapaxes(0, 1)
     if flags[1]:
-        image = image[::-1]
+        array = array[::-1]
     if flags[2]:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
+        array = array[:, ::-1]
+    return array
