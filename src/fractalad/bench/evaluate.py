@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -27,7 +23,8 @@ from fractalad.bench.spec import RunSpec, few_shot_subset, relative_name
 from fractalad.data import load_category
 from fractalad.data.images import AnomalyImageDataset
 from fractalad.data.records import Category, Sample
-from fractalad.detectors import create_detector, detector_class
+from fractalad.detectors import create_detector
+from fractalad.detectors.base import BaseDetector, TrainSet
 from fractalad.errors import InputError
 from fractalad.metrics import aupro, image_auroc, pixel_auroc
 from fractalad.provenance import PeakMemory, run_provenance
@@ -55,39 +52,18 @@ class TestOutputs:
     seconds: float
 
 
-class ImageBatches:
-    """Re-iterable (B, 3, S, S) batches of training images, decoded on the fly."""
-
-    def __init__(self, samples: Sequence[Sample], size: int, batch_size: int, num_workers: int) -> None:
-        self.dataset = AnomalyImageDataset(samples, size)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers)
-        for batch in loader:
-            yield batch["image"]
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
-
-
-def fit_detector(spec: RunSpec, train: Sequence[Sample], device: str, options: RunOptions) -> Any:
+def fit_detector(spec: RunSpec, train: Sequence[Sample], device: str, options: RunOptions) -> BaseDetector:
     """Create the spec's detector and fit it; the device is a runtime argument, never a hyper-parameter.
 
-    Detectors whose constructor still takes `device` receive it there and are fitted on re-iterable
-    batches; detectors on the TrainSet contract (CONTRACT.md) take it in `fit`.
+    Trained methods keep resumable state in the run's artefact folder, so a killed run resumes its epochs.
     """
-    params = spec.detector_params()
-    takes_device = "device" in inspect.signature(detector_class(spec.method).__init__).parameters
-    detector = create_detector(spec.method, **params, **({"device": device} if takes_device else {}))
-    batches = ImageBatches(train, spec.size, options.batch_size, options.num_workers)
-    if takes_device:
-        return detector.fit(batches)
-    return detector.fit(batches, device=device, progress=options.progress)
+    detector = create_detector(spec.method, **spec.detector_params())
+    work_dir = run_folder(options.artifacts_dir, spec.run_id) / "work" if options.artifacts_dir else None
+    train_set = TrainSet(AnomalyImageDataset(train, spec.size), options.num_workers)
+    return detector.fit(train_set, device=device, progress=options.progress, work_dir=work_dir)
 
 
-def predict_test(detector: Any, category: Category, size: int, options: RunOptions) -> TestOutputs:
+def predict_test(detector: BaseDetector, category: Category, size: int, options: RunOptions) -> TestOutputs:
     """Score every test image in batches; NaN or inf outputs are refused (broken weights)."""
     scores, maps, masks, labels = [], [], [], []
     seconds = 0.0
