@@ -12,7 +12,7 @@ from fractalad.errors import InputError
 
 # Each module in fractalad.commands exposes `register(subparsers)`; the subcommand's handler is stored as the
 # parser default `handler` and receives the parsed namespace, returning a process exit code.
-COMMAND_MODULES: tuple[str, ...] = ("fractals", "pretrain", "viz", "data", "detect", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("fractals", "pretrain", "viz", "data", "detect", "bench", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fractalad.config import dataclass_from_mapping, parse_overrides, read_yaml_mapping
 from fractalad.errors import InputError
 from fractalad.files import write_text_atomic
 
@@ -202,92 +201,19 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(PretrainConfig)]
 
 
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Convert a YAML/override value to the field's declared type, or raise InputError naming the key."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        inner = [a for a in options if a is not type(None)]
-        return _coerce(key, value, inner[0])
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise InputError(f"config key {key!r}: expected a list, got {value!r}")
-        item_type = args[0]
-        if args[-1] is not Ellipsis and len(items) != len(args):
-            raise InputError(f"config key {key!r}: expected {len(args)} values, got {len(items)} ({value!r})")
-        if isinstance(value, str):
-            items = [yaml.safe_load(v) for v in items]
-        return tuple(_coerce(key, v, item_type) for v in items)
-    return _coerce_scalar(key, value, annotation)
-
-
-def _coerce_scalar(key: str, value: Any, annotation: Any) -> Any:
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise InputError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
-
-
 def from_mapping(
     values: Mapping[str, Any], base: PretrainConfig | None = None, source: str = "config"
 ) -> PretrainConfig:
     """Build a config from a key/value mapping on top of `base` (default: the dataclass defaults)."""
-    hints = typing.get_type_hints(PretrainConfig)
-    unknown = [k for k in values if k not in hints]
-    if unknown:
-        raise InputError(
-            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"valid keys: {', '.join(field_names())}"
-        )
-    changes = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
-    return dataclasses.replace(base or PretrainConfig(), **changes)
+    return dataclass_from_mapping(PretrainConfig, values, base, source)
 
 
 def load_config(path: str | Path, base: PretrainConfig | None = None) -> PretrainConfig:
     """Read a YAML config file (keys = PretrainConfig fields); a `preset` key selects the base preset."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"config file {path}: not valid YAML ({error})") from error
-    if not isinstance(values, dict):
-        raise InputError(
-            f"config file {path}: expected a mapping of keys to values, got {type(values).__name__}"
-        )
+    values = read_yaml_mapping(path)
     if base is None and values.get("preset") in PRESETS:
         base = PRESETS[values["preset"]]
     return from_mapping(values, base, source=f"config file {path}")
-
-
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """Parse `key=value` strings; values are read as YAML scalars/lists ("0.1", "true", "null", "[30,60]")."""
-    values: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"override {item!r}: expected key=value, e.g. epochs=5")
-        try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            values[key.strip()] = raw
-    return values
 
 
 def get_preset(name: str) -> PretrainConfig:
