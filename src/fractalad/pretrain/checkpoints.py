@@ -25,6 +25,10 @@ class TrainState:
     step_in_epoch: int = 0
     global_step: int = 0
     best_accuracy: float = -1.0
+    # Loss sum, hits and samples (all ranks) of this epoch's logged steps and of the steps since the last log
+    # row, so a resumed epoch's accuracy covers the steps before the restart too.
+    epoch_sums: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    window_sums: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -99,4 +103,6 @@ def restore(
     torch.set_rng_state(payload["rng"]["torch"])
     if "cuda" in payload["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    return TrainState(**payload["state"])
+    saved = payload["state"]
+    sums = {key: tuple(saved[key]) for key in ("epoch_sums", "window_sums") if key in saved}
+    return TrainState(**{**saved, **sums})

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fractalad.data.layout import load_layout
+from fractalad.data.names import SYNTHETIC_CATEGORIES, SYNTHETIC_OBJECTS, SYNTHETIC_TEXTURES
 from fractalad.data.records import Category
 from fractalad.data.synthetic.defects import MIN_MASK_PIXELS_AT_256, Scene, defect_mask
 from fractalad.data.synthetic.objects import OBJECTS
@@ -31,9 +32,6 @@ from fractalad.errors import InputError
 GENERATOR_VERSION = 1
 MARKER = ".fractalad-synthetic.json"
 SPECS = {**TEXTURES, **OBJECTS}
-SYNTHETIC_TEXTURES: tuple[str, ...] = tuple(TEXTURES)
-SYNTHETIC_OBJECTS: tuple[str, ...] = tuple(OBJECTS)
-SYNTHETIC_CATEGORIES: tuple[str, ...] = SYNTHETIC_TEXTURES + SYNTHETIC_OBJECTS
 SPLIT_CODES = {"train": 0, "test_good": 1, "test_defect": 2}
 
 
