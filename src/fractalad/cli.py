@@ -40,7 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"fractalad.commands.{name}")
         module.register(subparsers)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Store each subcommand's full name ("fractalad data synth") for its error messages."""
+    parser.set_defaults(prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _name_commands(child)
 
 
 def describe_os_error(error: OSError) -> str:
@@ -72,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         message = "out of memory; use a smaller --batch-size or --size, or a machine with more memory"
     except KeyboardInterrupt:
-        print(f"fractalad {args.command}: interrupted", file=sys.stderr)
+        print(f"{args.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"fractalad {args.command}: error: {one_line(message)}", file=sys.stderr)
+    print(f"{args.prog}: error: {one_line(message)}", file=sys.stderr)
     return EXIT_INPUT
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,15 +28,15 @@ _SWEPT: set[Path] = set()
 _OS_ERROR_IN_TEXT = re.compile(r"os error (\d+)")
 _LOW_SPACE_BYTES = 1 << 20
 ADVICE: dict[int, str] = {
-    errno.ENOSPC: "the disk is full; free space or choose an output on another disk",
-    errno.EDQUOT: "the disk quota is exhausted; free space or choose an output on another disk",
-    errno.EFBIG: "the file-size limit was hit (see `ulimit -f`); raise it or write smaller outputs",
-    errno.EACCES: "permission denied; choose a writable output location or fix its permissions",
-    errno.EPERM: "the operation is not permitted; choose a writable output location",
-    errno.EROFS: "the file system is read-only; choose an output on a writable disk",
-    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another output path",
-    errno.EISDIR: "the path is a folder; give a file name",
-    errno.ENAMETOOLONG: "the name is too long; choose a shorter output path",
+    errno.ENOSPC: "free space or choose an output on another disk",
+    errno.EDQUOT: "free space within your quota or choose an output on another disk",
+    errno.EFBIG: "raise the file-size limit (`ulimit -f`) or write smaller outputs",
+    errno.EACCES: "choose a writable output location or fix its permissions",
+    errno.EPERM: "choose a writable output location or fix its permissions",
+    errno.EROFS: "choose an output on a writable disk",
+    errno.ENOTDIR: "a part of the path is a file; choose another output path",
+    errno.EISDIR: "give a file name, not a folder",
+    errno.ENAMETOOLONG: "choose a shorter output path",
 }
 
 
@@ -109,7 +110,7 @@ def check_output_file(path: str | Path) -> Path:
     """Fail now when the file `path` could not be written: it is a folder, or its folder is not writable."""
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"output file {path} is a folder; give a file name, e.g. {path / 'out'}")
+        raise OutputError(f"output file {path} is a folder; remove the folder or give another file name")
     ancestor = _existing_ancestor(path.parent)
     if ancestor == path.parent.absolute() and not ancestor.is_dir():
         raise OutputError(f"cannot write {path}: {path.parent} is a file, not a folder")
@@ -128,11 +129,18 @@ def _probe(target: Path, ancestor: Path) -> None:
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         advice = ADVICE.get(error.errno or 0, "choose another output location")
-        raise OutputError(f"cannot write {target}: {reason} in {ancestor}; {advice}") from error
+        raise OutputError(
+            f"cannot write {target}: no file can be created in {ancestor} ({reason}); {advice}"
+        ) from error
+
+
+def temp_sibling(path: Path) -> Path:
+    """A fresh temporary name beside `path`: `.NAME.PID-HEX.tmp`."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 def sweep_stale_temps(folder: Path) -> None:
-    """Remove temporary files of writers that no longer run (once per folder and process)."""
+    """Remove temporary files and folders of writers that no longer run (once per folder and process)."""
     if folder in _SWEPT:
         return
     _SWEPT.add(folder)
@@ -143,7 +151,10 @@ def sweep_stale_temps(folder: Path) -> None:
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
         if match and not _process_alive(int(match.group("pid"))):
-            Path(entry.path).unlink(missing_ok=True)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def _process_alive(pid: int) -> bool:
@@ -178,7 +189,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     make_folder(path.parent)
     sweep_stale_temps(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = temp_sibling(path)
     try:
         yield tmp
         # Some writers (safetensors) create owner-only files; results follow the umask like any other file.

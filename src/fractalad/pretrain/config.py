@@ -262,11 +262,15 @@ def load_config(path: str | Path, base: PretrainConfig | None = None) -> Pretrai
     """Read a YAML config file (keys = PretrainConfig fields); a `preset` key selects the base preset."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise FileNotFoundError(f"config file {path} does not exist or is not a file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"config file {path}: not UTF-8 text (byte {error.start}); save it as UTF-8 YAML"
+        ) from error
     except yaml.YAMLError as error:
-        raise InputError(f"config file {path}: not valid YAML ({error})") from error
+        raise InputError(f"config file {_yaml_problem(path, error)}") from error
     if not isinstance(values, dict):
         raise InputError(
             f"config file {path}: expected a mapping of keys to values, got {type(values).__name__}"
@@ -274,6 +278,14 @@ def load_config(path: str | Path, base: PretrainConfig | None = None) -> Pretrai
     if base is None and values.get("preset") in PRESETS:
         base = PRESETS[values["preset"]]
     return from_mapping(values, base, source=f"config file {path}")
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: PROBLEM` (1-based, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error)
+    return f"{where}: not valid YAML: {problem}; fix the file (keys are PretrainConfig fields)"
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:

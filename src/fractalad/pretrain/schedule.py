@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from fractalad.files import atomic_path
+from fractalad.files import atomic_path, write_error
 from fractalad.pretrain.config import PretrainConfig
 
 
@@ -62,9 +62,12 @@ class ScalarLogger:
 
     def log(self, step: int, epoch: float, scalars: dict[str, float]) -> None:
         """Record one row: step = optimiser steps so far, epoch fractional."""
-        with open(self.path, "a", newline="") as handle:
-            row = {"step": step, "epoch": f"{epoch:.4f}", **{k: f"{v:.6g}" for k, v in scalars.items()}}
-            csv.DictWriter(handle, fieldnames=self.FIELDS).writerow(row)
+        row = {"step": step, "epoch": f"{epoch:.4f}", **{k: f"{v:.6g}" for k, v in scalars.items()}}
+        try:
+            with open(self.path, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self.FIELDS).writerow(row)
+        except OSError as error:
+            raise write_error(self.path, error) or error
         for name, value in scalars.items():
             self.tensorboard.add_scalar(f"train/{name}", value, step)
 
