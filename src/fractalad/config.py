@@ -115,14 +115,24 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     """A YAML file's top-level mapping (an empty file is an empty mapping)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
+        raise FileNotFoundError(f"{what} {path} does not exist or is not a file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise InputError(f"{what} {path}: not UTF-8 text (byte {error.start}); save it as UTF-8 YAML") from error
     except yaml.YAMLError as error:
-        raise InputError(f"{what} {path}: not valid YAML ({error})") from error
+        raise InputError(f"{what} {_yaml_problem(path, error)}") from error
     if not isinstance(values, dict):
         raise InputError(f"{what} {path}: expected a mapping of keys to values, got {type(values).__name__}")
     return values
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: PROBLEM` (1-based, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error)
+    return f"{where}: not valid YAML: {problem}; fix the file"
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -15,9 +15,11 @@ import torchvision
 from tqdm.auto import tqdm
 
 from fractalad import __version__
-from fractalad.data import SYNTHETIC_CATEGORIES, load_category
+from fractalad.data import load_category
+from fractalad.demo_settings import METHOD_TITLES, DemoSettings
 from fractalad.detectors import create_detector
 from fractalad.detectors.evaluate import evaluate
+from fractalad.files import write_text_atomic
 from fractalad.fractals.preview import save_preview
 from fractalad.fractals.render import get_render_preset
 from fractalad.fractals.systems import load_systems
@@ -26,26 +28,6 @@ from fractalad.pretrain.filters import save_filter_grid
 from fractalad.pretrain.train import pretrain
 from fractalad.report.figures import plot_metric_bars
 from fractalad.report.tables import ResultRow, comparison_markdown, rows_to_csv
-
-# The demo pre-trains with the full tiny preset (about 5 minutes on two CPU cores); any of its keys can be
-# overridden from the command line, e.g. epochs=3 for a quicker look.
-DEMO_PRETRAIN_OVERRIDES: tuple[str, ...] = ()
-DEMO_METHODS: tuple[str, ...] = ("patchcore", "padim")
-METHOD_TITLES: dict[str, str] = {"patchcore": "PatchCore", "padim": "PaDiM"}
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """What the demo runs; defaults are the README's main job."""
-
-    out_dir: Path = Path("outputs/demo")
-    categories: tuple[str, ...] = SYNTHETIC_CATEGORIES
-    methods: tuple[str, ...] = DEMO_METHODS
-    arch: str = "resnet18"
-    size: int = 256
-    seed: int = 0
-    pretrain_overrides: tuple[str, ...] = DEMO_PRETRAIN_OVERRIDES
-    synthetic_root: Path | None = None
 
 
 def torchvision_imagenet_cached(arch: str) -> bool:
@@ -122,15 +104,15 @@ def write_report(settings: DemoSettings, rows: Sequence[ResultRow], sources: dic
     text += comparison_markdown(rows, reference, "fractal")
     if reference != "random":
         text += "\n## random/fractal\n\n" + comparison_markdown(rows, "random", "fractal")
-    (out / "results.md").write_text(text)
-    (out / "results.csv").write_text(rows_to_csv(rows))
+    write_text_atomic(out / "results.md", text)
+    write_text_atomic(out / "results.csv", rows_to_csv(rows))
     meta = {
         "fractalad_version": __version__,
         "settings": {k: str(v) for k, v in asdict(settings).items()},
         "weights": sources,
         "rows": [asdict(r) for r in rows],
     }
-    (out / "results.json").write_text(json.dumps(meta, indent=2, default=_json_number))
+    write_text_atomic(out / "results.json", json.dumps(meta, indent=2, default=_json_number))
     plot_metric_bars(rows, ["image_auroc", "pixel_auroc"], out / "results.png")
     return text
 

@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     """Invalid user input (a file, a folder layout, a parameter); the CLI prints it without a traceback."""
+
+
+class OutputError(InputError):
+    """An output location that cannot be written (a file in the way, no permission, a full disk)."""

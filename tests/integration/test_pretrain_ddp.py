@@ -21,6 +21,7 @@ import sys
 from fractalad.pretrain import pretrain, resolve_config
 pretrain(resolve_config("tiny", None, sys.argv[2:]), sys.argv[1], resume=True)
 """
+HANG_GUARD_SECONDS = 1800
 OVERRIDES = [
     "num_classes=4",
     "num_systems=8",
@@ -56,7 +57,10 @@ def test_torchrun_two_ranks_stay_in_sync(tmp_path: Path) -> None:
         str(tmp_path / "run"),
         *OVERRIDES,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=90, env=env)
+    # The limit only guards against a hung process group; a slow, busy machine must not fail the test.
+    result = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 2 * 64 // 8

@@ -1,7 +1,9 @@
-"""SIGKILL a pre-training process mid-epoch, restart it, and get the uninterrupted run's weights exactly."""
+"""SIGKILL a pre-training process mid-epoch, restart it, and get the uninterrupted run's weights exactly,
+and its bookkeeping too: the resumed epoch's accuracy, best.pt, the checkpoint's state and metrics.csv."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -47,20 +49,21 @@ def _start(out: Path) -> subprocess.Popen:
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     reference = _start(tmp_path / "reference")
-    assert reference.wait(timeout=120) == 0
+    reference_output = reference.communicate(timeout=600)[0]
+    assert reference.returncode == 0
     victim = _start(tmp_path / "killed")
     for line in victim.stdout:  # type: ignore[union-attr]
         if line.startswith("checkpoint: epoch 2"):  # 1-based in messages
             os.kill(victim.pid, signal.SIGKILL)
             break
-    victim.wait(timeout=60)
+    victim.wait(timeout=600)
     assert victim.returncode == -signal.SIGKILL
     saved = ckpt.load_checkpoint(tmp_path / "killed" / "last.pt")["state"]
     assert saved["epoch"] == 1 and 0 < saved["step_in_epoch"] < 8
     assert not (tmp_path / "killed" / "backbone.safetensors").exists()
 
     resumed = _start(tmp_path / "killed")
-    output = resumed.communicate(timeout=120)[0]
+    output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0
     assert (
         f"epoch {saved['epoch'] + 1} step {saved['step_in_epoch']} (global step {saved['global_step']})"
@@ -72,3 +75,22 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> N
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(2, 17, 2))  # no duplicated or missing steps
+
+    # The resumed epoch's accuracy counts the steps before the kill: same log line, same best.pt, same state.
+    assert _epoch_lines(output)[-1] == _epoch_lines(reference_output)[-1]
+    for name in (ckpt.LAST, ckpt.BEST):
+        expected_payload = ckpt.load_checkpoint(tmp_path / "reference" / name)
+        actual_payload = ckpt.load_checkpoint(tmp_path / "killed" / name)
+        assert actual_payload["state"] == expected_payload["state"]
+        assert all(torch.equal(expected_payload["model"][k], actual_payload["model"][k]) for k in expected)
+    # Every row's loss and accuracy match the uninterrupted run's (throughput differs, naturally).
+    assert _loss_and_accuracy(tmp_path / "killed") == _loss_and_accuracy(tmp_path / "reference")
+
+
+def _epoch_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("epoch ") and "train accuracy" in line]
+
+
+def _loss_and_accuracy(run: Path) -> list[tuple[str, ...]]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return [(row["step"], row["loss"], row["accuracy"]) for row in csv.DictReader(handle)]

@@ -71,8 +71,8 @@ def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or pickled-object files
         raise InputError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({type(error).__name__}); "
-            "convert it to .safetensors with fractalad.backbones.weights.save_weights"
+            f"{path}: not a plain weight file (it holds Python objects or is damaged); pass a .safetensors "
+            "file or a state dict of tensors saved with torch.save"
         ) from error
     metadata: dict[str, str] = {}
     if isinstance(payload, Mapping):

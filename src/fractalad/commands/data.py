@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from fractalad.commands.arguments import image_size, positive_float, positive_int, seed_int
+from fractalad.data.names import DATASETS, SYNTHETIC_CATEGORIES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `data` with its `synth` and `info` subcommands."""
@@ -23,30 +26,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="output folder (default: $FRACTALAD_CACHE/synthetic or ~/.cache/fractalad/synthetic)",
     )
-    synth.add_argument("--categories", nargs="+", default=None, help="categories to build (default: all)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
     synth.add_argument(
-        "--n-train", type=int, default=60, help="good training images per category (default 60)"
+        "--categories",
+        nargs="+",
+        default=None,
+        choices=SYNTHETIC_CATEGORIES,
+        metavar="CATEGORY",
+        help=f"categories to build: {', '.join(SYNTHETIC_CATEGORIES)} (default: all)",
+    )
+    synth.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    synth.add_argument("--size", type=image_size, default=256, help="image size in pixels (default 256)")
+    synth.add_argument(
+        "--n-train", type=positive_int, default=60, help="good training images per category (default 60)"
     )
     synth.add_argument(
-        "--n-test-good", type=int, default=20, help="good test images per category (default 20)"
+        "--n-test-good", type=positive_int, default=20, help="good test images per category (default 20)"
     )
     synth.add_argument(
         "--n-test-defect",
-        type=int,
+        type=positive_int,
         default=30,
         help="defective test images per category, spread over its defect types (default 30)",
     )
     synth.add_argument(
         "--contrast",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="scale of the surface defects' intensity change; < 1 is harder (default 1)",
     )
     synth.set_defaults(handler=_synth)
     info = commands.add_parser("info", help="count train/test images, defect types and masks of a dataset")
-    info.add_argument("dataset", choices=("mvtec", "visa", "folder", "synthetic"), help="dataset kind")
+    info.add_argument("dataset", choices=DATASETS, help="dataset kind")
     info.add_argument("root", help="dataset root (folder: the category folder itself)")
     info.add_argument(
         "category", nargs="?", default=None, help="category (default: every category found under root)"
@@ -55,10 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from fractalad.data.synthetic import SYNTHETIC_CATEGORIES, generate_synthetic
+    from fractalad.data.synthetic import default_synthetic_root, generate_synthetic
+    from fractalad.files import check_output_folder
 
+    root = check_output_folder(args.root or default_synthetic_root())
     root = generate_synthetic(
-        args.root,
+        root,
         categories=tuple(args.categories or SYNTHETIC_CATEGORIES),
         seed=args.seed,
         size=args.size,

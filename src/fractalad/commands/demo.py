@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fractalad.data import SYNTHETIC_CATEGORIES
-from fractalad.demo import DEMO_METHODS, DEMO_PRETRAIN_OVERRIDES, DemoSettings, run_demo
+from fractalad.commands.arguments import image_size, seed_int
+from fractalad.data.names import SYNTHETIC_CATEGORIES
+from fractalad.demo_settings import DEMO_METHODS, DEMO_PRETRAIN_OVERRIDES, DemoSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic categories to evaluate (default: all)",
     )
     parser.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=DEMO_METHODS)
-    parser.add_argument("--size", type=int, default=DemoSettings.size, help="evaluation image size")
-    parser.add_argument("--seed", type=int, default=DemoSettings.seed)
+    parser.add_argument("--size", type=image_size, default=DemoSettings.size, help="evaluation image size")
+    parser.add_argument("--seed", type=seed_int, default=DemoSettings.seed)
     parser.add_argument(
         "--synthetic-root",
         type=Path,
@@ -49,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fractalad.demo import run_demo
+    from fractalad.files import check_output_folder
+
+    check_output_folder(args.out)
     settings = DemoSettings(
         out_dir=args.out,
         categories=tuple(args.categories),

@@ -6,21 +6,25 @@ import argparse
 import json
 import platform
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import timm
-import torch
-import torchvision
+from typing import TYPE_CHECKING, Any
 
 from fractalad import __version__
-from fractalad.data import DATASETS, load_category
-from fractalad.data.images import load_images
-from fractalad.detectors import create_detector, list_detectors
-from fractalad.detectors.evaluate import Evaluation, evaluate
-from fractalad.detectors.overlay import pick_examples, save_overlays
-from fractalad.errors import InputError
-from fractalad.files import write_text_atomic
+from fractalad.commands.arguments import (
+    DEVICE_HELP,
+    device_name,
+    image_size,
+    nonnegative_int,
+    positive_int,
+    seed_int,
+)
+from fractalad.data.names import DATASETS
+from fractalad.detectors.registry import list_detectors
+
+if TYPE_CHECKING:
+    from fractalad.detectors.evaluate import Evaluation
+
+# Where the fitted detector goes with --save-model; checked with the other outputs before the fit.
+MODEL_FILE = "detector.safetensors"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,17 +50,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="imagenet",
         help="imagenet | imagenet-tv | imagenet-timm | random | PATH to a weight file",
     )
-    parser.add_argument("--layers", type=int, nargs="+", default=None, help="backbone stages, e.g. 2 3")
+    parser.add_argument(
+        "--layers", type=positive_int, nargs="+", default=None, help="backbone stages, e.g. 2 3"
+    )
     parser.add_argument(
         "--normalization",
         default=None,
         help="imagenet | fractal | none | MEAN/STD (default: the one stored with the weights; "
         "'imagenet' reproduces the paper's Anomalib runs)",
     )
-    parser.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random weights, subsets and coresets")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    parser.add_argument("--size", type=image_size, default=256, help="image size in pixels (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
+    parser.add_argument(
+        "--seed", type=seed_int, default=0, help="seed for random weights, subsets and coresets"
+    )
+    parser.add_argument("--device", type=device_name, default="auto", help=f"{DEVICE_HELP} (default auto)")
+    parser.add_argument(
+        "--overlays", type=nonnegative_int, default=6, help="number of overlay PNGs to write (default 6)"
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -64,7 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any hyper-parameter of the method, e.g. --param epochs=1 --param lr=1e-3 (repeatable)",
     )
-    parser.add_argument("--overlays", type=int, default=6, help="number of overlay PNGs to write (default 6)")
     parser.add_argument(
         "--save-model", action="store_true", help="also write the fitted detector.safetensors"
     )
@@ -81,39 +91,25 @@ def detector_params(args: argparse.Namespace) -> dict[str, Any]:
         params["layers"] = tuple(args.layers)
     if args.normalization is not None:
         params["normalization"] = args.normalization
-    for item in args.param:
-        key, value = parse_param(item)
-        params[key] = value
+    params.update(method_params(args.method, args.param))
     return params
 
 
-def parse_value(text: str) -> Any:
-    """A --param value: int, float, true/false, none, a comma-separated list of those, or text."""
-    if "," in text:
-        return [parse_value(part) for part in text.split(",") if part]
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+def method_params(method: str, items: list[str]) -> dict[str, Any]:
+    """`--param KEY=VALUE` items, checked against the method's hyper-parameters and typed by them."""
+    from fractalad.config import coerce_call_arguments, parse_overrides
+    from fractalad.detectors.registry import detector_class
 
-
-def parse_param(item: str) -> tuple[str, Any]:
-    """'key=value' -> (key, typed value)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"--param {item!r} is not KEY=VALUE (for example --param epochs=1)")
-    return key.strip(), parse_value(value)
+    return coerce_call_arguments(detector_class(method).__init__, parse_overrides(items), f"--param for {method}")
 
 
 def versions() -> dict[str, str]:
     """Library versions recorded next to every result."""
+    import numpy as np
+    import timm
+    import torch
+    import torchvision
+
     return {
         "fractalad": __version__,
         "torch": torch.__version__,
@@ -126,11 +122,16 @@ def versions() -> dict[str, str]:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomic JSON write."""
+    from fractalad.files import write_text_atomic
+
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def write_overlays(out: Path, evaluation: Evaluation, test_samples, size: int, count: int) -> list[Path]:
     """Overlay PNGs for a few test images, colour range shared across the run's maps."""
+    from fractalad.data.images import load_images
+    from fractalad.detectors.overlay import pick_examples, save_overlays
+
     chosen = pick_examples(evaluation.labels, count)
     if not chosen:
         return []
@@ -142,15 +143,33 @@ def write_overlays(out: Path, evaluation: Evaluation, test_samples, size: int, c
     )
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Everything the run will write must be writable: fail now rather than after the fit."""
+    from fractalad.files import check_output_file, check_output_folder
+
+    check_output_folder(args.out)
+    check_output_file(args.out / "metrics.json")
+    if args.overlays:
+        check_output_folder(args.out / "overlays")
+    if args.save_model:
+        check_output_file(args.out / MODEL_FILE)
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit, evaluate, and write metrics.json plus overlays into --out."""
+    from fractalad.data import load_category
+    from fractalad.detectors.evaluate import evaluate
+    from fractalad.detectors.registry import create_detector
+    from fractalad.devices import resolve_device
+
+    check_outputs(args)
+    resolve_device(args.device)
     category = load_category(args.dataset, args.root, args.category)
     detector = create_detector(args.method, **detector_params(args))
     evaluation = evaluate(
         detector, category, size=args.size, batch_size=args.batch_size, device=args.device, progress=True
     )
     extractor = getattr(detector, "extractor_", None)
-    args.out.mkdir(parents=True, exist_ok=True)
     overlays = write_overlays(args.out, evaluation, category.test, args.size, args.overlays)
     payload = {
         "dataset": args.dataset,
@@ -169,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json(args.out / "metrics.json", payload)
     if args.save_model:
-        detector.save(args.out / "detector.safetensors")
+        detector.save(args.out / MODEL_FILE)
     summary = evaluation.summary()
     pixel = "n/a" if summary["pixel_auroc"] is None else f"{summary['pixel_auroc']:.4f}"
     print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from fractalad.commands.arguments import int_range, positive_int, seed_int
+
 if TYPE_CHECKING:
     from fractalad.fractals.render import RenderConfig
 
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_n_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-range",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("MIN", "MAX"),
         help="number of maps per system, inclusive (overrides --preset)",
@@ -40,9 +42,11 @@ def _add_render(parser: argparse.ArgumentParser, size: int | None) -> None:
     parser.add_argument(
         "--render", default="paper", help="render preset: paper, af or fractaldb (default paper)"
     )
-    parser.add_argument("--size", type=int, default=size, help="image size in pixels (default: the preset's)")
     parser.add_argument(
-        "--n-points", type=int, default=None, help="chaos-game points per image (default: preset)"
+        "--size", type=int_range(8, 8192), default=size, help="image size in pixels (default: the preset's)"
+    )
+    parser.add_argument(
+        "--n-points", type=positive_int, default=None, help="chaos-game points per image (default: preset)"
     )
 
 
@@ -56,11 +60,16 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--sampler", choices=("sigma", "fractaldb"), default="sigma", help="sampler (default sigma)"
     )
-    sample.add_argument("--count", type=int, required=True, help="number of systems / FractalDB categories")
-    _add_n_range(sample)
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument(
-        "--workers", type=int, default=None, help="processes for the FractalDB search (default: all cores)"
+        "--count", type=positive_int, required=True, help="number of systems / FractalDB categories"
+    )
+    _add_n_range(sample)
+    sample.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    sample.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="processes for the FractalDB search (default: all cores)",
     )
     sample.add_argument(
         "--expand-weights",
@@ -76,11 +85,13 @@ def _add_preview(commands: argparse._SubParsersAction) -> None:
     preview.add_argument(
         "--systems", default=None, help="systems file (default: sample fresh sigma-factor systems)"
     )
-    preview.add_argument("--count", type=int, default=32, help="number of fractals in the grid (default 32)")
+    preview.add_argument(
+        "--count", type=positive_int, default=32, help="number of fractals in the grid (default 32)"
+    )
     _add_n_range(preview)
-    preview.add_argument("--columns", type=int, default=8, help="grid columns (default 8)")
+    preview.add_argument("--columns", type=positive_int, default=8, help="grid columns (default 8)")
     _add_render(preview, 128)
-    preview.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    preview.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     preview.add_argument("--out", required=True, help="output PNG path")
     preview.set_defaults(handler=_preview)
 
@@ -95,12 +106,14 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--systems", required=True, help="systems file from `fractalad fractals sample`")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument(
-        "--classes", type=int, default=None, help="number of classes (default: one per system)"
+        "--classes", type=positive_int, default=None, help="number of classes (default: one per system)"
     )
-    export.add_argument("--samples-per-class", type=int, default=10, help="images per class (default 10)")
+    export.add_argument(
+        "--samples-per-class", type=positive_int, default=10, help="images per class (default 10)"
+    )
     _add_render(export, None)
-    export.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    export.add_argument("--workers", type=int, default=1, help="writer processes (default 1)")
+    export.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    export.add_argument("--workers", type=positive_int, default=1, help="writer processes (default 1)")
     export.set_defaults(handler=_export)
 
 
@@ -135,9 +148,11 @@ def _render_config(args: argparse.Namespace) -> RenderConfig:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from fractalad.files import check_output_file
     from fractalad.fractals import sampling
     from fractalad.fractals.systems import save_systems
 
+    check_output_file(args.out)
     if args.sampler == "sigma":
         n_min, n_max = _n_range(args, sampling.SIGMA_PRESETS["paper"])
         systems = sampling.sample_systems(args.count, args.seed, n_min, n_max)
@@ -162,13 +177,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from fractalad.errors import InputError
+    from fractalad.files import check_output_file
     from fractalad.fractals import sampling
     from fractalad.fractals.preview import save_preview
     from fractalad.fractals.systems import load_systems
 
-    if args.count < 1 or args.columns < 1:
-        raise InputError(f"invalid --count {args.count} / --columns {args.columns}: both must be positive")
+    check_output_file(args.out)
     if args.systems is not None:
         systems = load_systems(args.systems)[0][: args.count]
     else:
@@ -181,12 +195,11 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fractalad.errors import InputError
+    from fractalad.files import check_output_folder
     from fractalad.fractals.export import export_imagefolder
     from fractalad.fractals.systems import load_systems
 
-    if args.workers < 1:
-        raise InputError(f"invalid --workers {args.workers}: must be at least 1")
+    check_output_folder(args.out)
     systems, _ = load_systems(args.systems)
     classes = args.classes if args.classes is not None else len(systems)
     out = export_imagefolder(

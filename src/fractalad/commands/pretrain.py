@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from fractalad.errors import InputError
+    from fractalad.files import check_output_folder
     from fractalad.pretrain import pretrain, resolve_config
 
     if args.preset is None and args.config is None:
@@ -67,7 +68,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
-    out = args.out or Path("runs") / f"pretrain-{config.preset}"
+    out = check_output_folder(args.out or Path("runs") / f"pretrain-{config.preset}")
     weights = pretrain(config, out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         print(f"backbone weights: {weights}")
@@ -75,7 +76,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from fractalad.files import check_output_file
     from fractalad.pretrain import export_backbone
 
+    check_output_file(args.out)
     print(f"wrote {export_backbone(args.checkpoint, args.out)}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fractalad.commands.arguments import seed_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `viz` and its `filters` subcommand."""
@@ -23,14 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--arch", default="resnet18", help="architecture for named weights (default resnet18)"
     )
     filters.add_argument(
-        "--seed", type=int, default=0, help="seed of the 'random' initialisation (default 0)"
+        "--seed", type=seed_int, default=0, help="seed of the 'random' initialisation (default 0)"
     )
     filters.set_defaults(handler=_filters)
 
 
 def _filters(args: argparse.Namespace) -> int:
+    from fractalad.files import check_output_file
     from fractalad.pretrain.filters import save_filter_grid
 
+    check_output_file(args.out)
     out = save_filter_grid(args.weights, args.out, arch=args.arch, seed=args.seed)
     print(f"wrote {out}")
     return 0

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 from fractalad.data.folder import load_folder
-from fractalad.data.images import AnomalyImageDataset, load_images
 from fractalad.data.layout import check_root
 from fractalad.data.mvtec import MVTEC_CATEGORIES, load_mvtec
+from fractalad.data.names import DATASETS, SYNTHETIC_CATEGORIES
 from fractalad.data.records import Category, Sample
-from fractalad.data.synthetic import (
-    SYNTHETIC_CATEGORIES,
-    default_synthetic_root,
-    generate_synthetic,
-    load_synthetic,
-)
 from fractalad.data.visa import SPLIT_FILE, VISA_CATEGORIES, VISA_LAYOUT, load_visa, read_split
 from fractalad.errors import InputError
 
-DATASETS: tuple[str, ...] = ("mvtec", "visa", "folder", "synthetic")
+# Names whose modules import torch or numpy load on first use, so listing datasets stays light.
+_LAZY: dict[str, str] = {
+    "AnomalyImageDataset": "fractalad.data.images",
+    "load_images": "fractalad.data.images",
+    "default_synthetic_root": "fractalad.data.synthetic",
+    "generate_synthetic": "fractalad.data.synthetic",
+    "load_synthetic": "fractalad.data.synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_category(dataset: str, root: str | Path | None, category: str | None = None) -> Category:
@@ -28,6 +37,8 @@ def load_category(dataset: str, root: str | Path | None, category: str | None = 
     None means the cache folder, and the category is generated there on first use.
     """
     if dataset == "synthetic":
+        from fractalad.data.synthetic import load_synthetic
+
         return load_synthetic(root, category or SYNTHETIC_CATEGORIES[0])
     if dataset == "folder":
         if root is None:

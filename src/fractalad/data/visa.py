@@ -34,20 +34,30 @@ ANOMALY = "anomaly"
 
 def read_split(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     """Rows of the split file with their line numbers; raise InputError when columns are missing."""
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [name for name in COLUMNS if name not in header]
-        if missing:
-            raise InputError(
-                f"VisA split file {csv_path} lacks columns {', '.join(missing)} "
-                f"(found: {', '.join(header) or 'none'}); expected columns {','.join(COLUMNS)}"
-            )
-        reader.fieldnames = header
-        return [
-            (index + 2, {k: (v or "").strip() for k, v in row.items() if k})
-            for index, row in enumerate(reader)
-        ]
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            return _split_rows(csv_path, csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"VisA split file {csv_path} is not UTF-8 text (byte {error.start}); save it as UTF-8 CSV "
+            "or restore the file of the VisA release"
+        ) from error
+    except csv.Error as error:
+        raise InputError(f"VisA split file {csv_path} is not a readable CSV file ({error})") from error
+
+
+def _split_rows(csv_path: Path, reader: csv.DictReader) -> list[tuple[int, dict[str, str]]]:
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    missing = [name for name in COLUMNS if name not in header]
+    if missing:
+        raise InputError(
+            f"VisA split file {csv_path} lacks columns {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'none'}); expected columns {','.join(COLUMNS)}"
+        )
+    reader.fieldnames = header
+    return [
+        (index + 2, {k: (v or "").strip() for k, v in row.items() if k}) for index, row in enumerate(reader)
+    ]
 
 
 def to_sample(root: Path, row: dict[str, str], where: str) -> tuple[str, Sample]:

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from fractalad import __version__
+from fractalad import __version__, devices
 from fractalad.backbones.factory import FeatureExtractor, Normalization, create_backbone, parse_normalization
 from fractalad.backbones.weights import write_safetensors
 from fractalad.errors import InputError
@@ -127,18 +127,8 @@ def as_trainset(train: TrainSet | torch.Tensor | Sequence[torch.Tensor]) -> Trai
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' picks CUDA when available; an unavailable CUDA device is refused in one line."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise InputError(f"device {device!r} is not a device name (auto, cpu, cuda, cuda:N)") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was requested but no CUDA GPU is available; use --device cpu")
-    return resolved
+    """A torch.device, or a name checked by the one device check ('auto' picks CUDA when available)."""
+    return device if isinstance(device, torch.device) else devices.resolve_device(device)
 
 
 def check_finite(tensor: torch.Tensor, what: str, weights_id: str) -> None:

@@ -25,6 +25,10 @@ class TrainState:
     step_in_epoch: int = 0
     global_step: int = 0
     best_accuracy: float = -1.0
+    # Loss sum, hits and samples (all ranks) of this epoch's logged steps and of the steps since the last log
+    # row, so a resumed epoch's accuracy covers the steps before the restart too.
+    epoch_sums: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    window_sums: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _rng_states() -> dict[str, Any]:
@@ -54,8 +58,9 @@ def save_checkpoint(
         "state": dataclasses.asdict(state),
         "config": config,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Our own handle: closed at once when a write fails (torch's would stay open until garbage collection).
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]:
@@ -65,15 +70,18 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+    except PermissionError:
+        raise  # the CLI names the file and the missing permission
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        # torch's own text advises unsafe loading (weights_only=False); a foreign file is refused instead.
         raise InputError(
-            f"checkpoint {path} cannot be read as a fractalad pre-training checkpoint ({error}); "
-            "pass a last.pt/best.pt written by `fractalad pretrain`"
+            f"checkpoint {path} is not a plain fractalad pre-training checkpoint (it holds Python objects or "
+            "is damaged); pass a last.pt/best.pt written by `fractalad pretrain`"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(
-            f"checkpoint {path} is not a fractalad pre-training checkpoint; pass a last.pt/best.pt from "
-            "`fractalad pretrain` (for plain weight files use the backbone factory)"
+            f"checkpoint {path} is not a fractalad pre-training checkpoint; pass a last.pt/best.pt written by "
+            "`fractalad pretrain`"
         )
     if arch is not None and payload["arch"] != arch:
         raise InputError(
@@ -99,4 +107,6 @@ def restore(
     torch.set_rng_state(payload["rng"]["torch"])
     if "cuda" in payload["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    return TrainState(**payload["state"])
+    saved = payload["state"]
+    sums = {key: tuple(saved[key]) for key in ("epoch_sums", "window_sums") if key in saved}
+    return TrainState(**{**saved, **sums})

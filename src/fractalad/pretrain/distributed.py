@@ -10,7 +10,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from fractalad.errors import InputError
+from fractalad.devices import resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,19 +30,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> this rank's CUDA device when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(
-                f"device={name!r} requested but CUDA is not available; use device=cpu or device=auto"
-            )
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    return torch.device(name)
 
 
 def init_distributed(device: str) -> DistContext:

@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+from fractalad.files import atomic_path, write_error
 from fractalad.pretrain.config import PretrainConfig
 
 
@@ -44,7 +45,7 @@ class ScalarLogger:
 
         self.path = output_dir / "metrics.csv"
         rows = self._read_rows(resume_step)
-        with open(self.path, "w", newline="") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
@@ -54,13 +55,19 @@ class ScalarLogger:
         if not self.path.exists() or resume_step == 0:
             return []
         with open(self.path, newline="") as handle:
-            return [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+            rows = list(csv.DictReader(handle))
+        # A row cut short by a killed process lacks its last fields; it is dropped like any later row.
+        complete = [row for row in rows if None not in row.values() and row["images_per_s"]]
+        return [row for row in complete if int(row["step"]) <= resume_step]
 
     def log(self, step: int, epoch: float, scalars: dict[str, float]) -> None:
         """Record one row: step = optimiser steps so far, epoch fractional."""
-        with open(self.path, "a", newline="") as handle:
-            row = {"step": step, "epoch": f"{epoch:.4f}", **{k: f"{v:.6g}" for k, v in scalars.items()}}
-            csv.DictWriter(handle, fieldnames=self.FIELDS).writerow(row)
+        row = {"step": step, "epoch": f"{epoch:.4f}", **{k: f"{v:.6g}" for k, v in scalars.items()}}
+        try:
+            with open(self.path, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self.FIELDS).writerow(row)
+        except OSError as error:
+            raise write_error(self.path, error) or error
         for name, value in scalars.items():
             self.tensorboard.add_scalar(f"train/{name}", value, step)
 

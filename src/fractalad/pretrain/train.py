@@ -25,7 +25,6 @@ from fractalad.pretrain import data
 from fractalad.pretrain.config import PretrainConfig, save_config
 from fractalad.pretrain.distributed import (
     DistContext,
-    all_reduce_sum,
     barrier,
     broadcast_buffers,
     cleanup,
@@ -34,6 +33,7 @@ from fractalad.pretrain.distributed import (
     parameter_digest,
 )
 from fractalad.pretrain.export import export_backbone
+from fractalad.pretrain.meter import ZERO, EpochMeter
 from fractalad.pretrain.model import Criterion, build_model, input_normalizer, make_criterion
 from fractalad.pretrain.schedule import LRSchedule, ScalarLogger
 
@@ -207,8 +207,7 @@ def _train_epoch(run: Run, epoch: int, state: ckpt.TrainState) -> tuple[ckpt.Tra
     """Run the rest of `epoch` from `state.step_in_epoch`; returns the end state, mean loss and accuracy."""
     config, layout, context = run.config, run.layout, run.context
     batches = epoch_batches(run, epoch, state.step_in_epoch)
-    totals = torch.zeros(3, device=context.device, dtype=torch.float64)  # loss sum, hits, count
-    window = torch.zeros(3, device=context.device, dtype=torch.float64)
+    meter = EpochMeter(state.epoch_sums, state.window_sums, context)
     tick = time.perf_counter()
     bar = tqdm(
         total=layout.steps_per_epoch,
@@ -221,38 +220,33 @@ def _train_epoch(run: Run, epoch: int, state: ckpt.TrainState) -> tuple[ckpt.Tra
     )
     for step in range(state.step_in_epoch, layout.steps_per_epoch):
         micro = [next(batches) for _ in range(config.accumulation_steps)]
-        loss_sum, hits, count = train_step(run, micro)
-        window += torch.stack([loss_sum.double(), hits.double(), torch.tensor(count, device=loss_sum.device)])
+        meter.add(*train_step(run, micro))
         state = dataclasses.replace(state, step_in_epoch=step + 1, global_step=state.global_step + 1)
         bar.update(1)
         # Rows sit at multiples of log_every_steps (and epoch ends), so a resumed run logs the same steps.
         if state.global_step % config.log_every_steps == 0 or step + 1 == layout.steps_per_epoch:
-            window = all_reduce_sum(window, context)
-            elapsed = time.perf_counter() - tick
+            loss, accuracy, samples = meter.close_window()
             scalars = {
-                "loss": float(window[0] / window[2]),
-                "accuracy": float(window[1] / window[2]),
+                "loss": loss,
+                "accuracy": accuracy,
                 "lr": run.scheduler.get_last_lr()[0],
-                "images_per_s": float(window[2]) / elapsed,
+                "images_per_s": samples / (time.perf_counter() - tick),
             }
-            bar.set_postfix(
-                loss=f"{scalars['loss']:.3f}",
-                acc=f"{scalars['accuracy']:.3f}",
-                img_s=f"{scalars['images_per_s']:.0f}",
-            )
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}", img_s=f"{scalars['images_per_s']:.0f}")
             if run.logger is not None:
                 run.logger.log(state.global_step, epoch + (step + 1) / layout.steps_per_epoch, scalars)
-            totals += window
-            window.zero_()
             tick = time.perf_counter()
         every = config.checkpoint_every_steps
         if every and state.global_step % every == 0 and step + 1 < layout.steps_per_epoch:
+            meter.sync()
+            epoch_sums, window_sums = meter.saved()
+            state = dataclasses.replace(state, epoch_sums=epoch_sums, window_sums=window_sums)
             run.save(state)
             if context.is_main:
                 where = f"epoch {epoch + 1} step {state.step_in_epoch}"
                 log(f"checkpoint: {where} (global step {state.global_step})")
     bar.close()
-    return state, float(totals[0] / totals[2]), float(totals[1] / totals[2])
+    return state, *meter.epoch_means()
 
 
 def _reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: LRSchedule) -> None:
@@ -364,6 +358,22 @@ def _finish(run: Run, state: ckpt.TrainState, seconds: float) -> Path:
     return out
 
 
+def _save_epoch_end(run: Run, state: ckpt.TrainState, best: bool) -> None:
+    """last.pt, and best.pt when this epoch is the best so far.
+
+    best.pt is written first: a run killed between the two files resumes from the previous last.pt, repeats
+    the epoch and writes best.pt again, whereas the other order would record the new best accuracy in
+    last.pt and never write its best.pt.
+    """
+    if not best:
+        run.save(state)
+        return
+    run.save(state, ckpt.BEST)
+    if run.context.is_main:
+        with atomic_path(run.output_dir / ckpt.LAST) as tmp:
+            shutil.copyfile(run.output_dir / ckpt.BEST, tmp)
+
+
 def pretrain(
     config: PretrainConfig, output_dir: str | Path, resume: bool = True, dataset: Dataset | None = None
 ) -> Path:
@@ -383,13 +393,15 @@ def pretrain(
             state, loss, accuracy = _train_epoch(run, epoch, state)
             best = accuracy > state.best_accuracy
             state = dataclasses.replace(
-                state, epoch=epoch + 1, step_in_epoch=0, best_accuracy=max(accuracy, state.best_accuracy)
+                state,
+                epoch=epoch + 1,
+                step_in_epoch=0,
+                best_accuracy=max(accuracy, state.best_accuracy),
+                epoch_sums=ZERO,
+                window_sums=ZERO,
             )
-            run.save(state)
+            _save_epoch_end(run, state, best)
             if context.is_main:
-                if best:
-                    with atomic_path(output_dir / ckpt.BEST) as tmp:
-                        shutil.copyfile(output_dir / ckpt.LAST, tmp)
                 log(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, train accuracy {accuracy:.4f}")
         return _finish(run, state, time.perf_counter() - started)
     finally:

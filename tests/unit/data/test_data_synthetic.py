@@ -106,3 +106,13 @@ def test_default_root_and_bad_arguments(tmp_path: Path, monkeypatch: pytest.Monk
         generate_synthetic(tmp_path, size=8)
     with pytest.raises(InputError, match="unknown synthetic category 'carpet'"):
         load_category("synthetic", tmp_path, "carpet")
+
+
+def test_light_category_names_match_the_generators() -> None:
+    # The CLI lists categories from fractalad.data.names without importing the generators (numpy).
+    from fractalad.data import names
+    from fractalad.data.synthetic.objects import OBJECTS
+    from fractalad.data.synthetic.textures import TEXTURES
+
+    assert names.SYNTHETIC_TEXTURES == tuple(TEXTURES)
+    assert names.SYNTHETIC_OBJECTS == tuple(OBJECTS)

@@ -61,7 +61,7 @@ def test_foreign_checkpoint_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a fractalad pre-training checkpoint"):
         ckpt.load_checkpoint(tmp_path / "plain.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="cannot be read"):
+    with pytest.raises(InputError, match="not a plain fractalad pre-training checkpoint"):
         ckpt.load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         ckpt.load_checkpoint(tmp_path / "missing.pt")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,19 +20,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from fractalad.data.layout import load_layout
+from fractalad.data.names import SYNTHETIC_CATEGORIES, SYNTHETIC_OBJECTS, SYNTHETIC_TEXTURES
 from fractalad.data.records import Category
 from fractalad.data.synthetic.defects import MIN_MASK_PIXELS_AT_256, Scene, defect_mask
 from fractalad.data.synthetic.objects import OBJECTS
 from fractalad.data.synthetic.shapes import Canvas, make_canvas, photograph
 from fractalad.data.synthetic.textures import TEXTURES
 from fractalad.errors import InputError
+from fractalad.files import FOLDER_MODE, make_folder, sweep_stale_temps, temp_sibling, write_error
 
 GENERATOR_VERSION = 1
 MARKER = ".fractalad-synthetic.json"
 SPECS = {**TEXTURES, **OBJECTS}
-SYNTHETIC_TEXTURES: tuple[str, ...] = tuple(TEXTURES)
-SYNTHETIC_OBJECTS: tuple[str, ...] = tuple(OBJECTS)
-SYNTHETIC_CATEGORIES: tuple[str, ...] = SYNTHETIC_TEXTURES + SYNTHETIC_OBJECTS
 SPLIT_CODES = {"train": 0, "test_good": 1, "test_defect": 2}
 
 
@@ -121,17 +119,26 @@ def is_complete(folder: Path, settings: Settings | None = None) -> bool:
     return settings is None or stored == asdict(settings)
 
 
+def _fill(staging: Path, final: Path, category: str, settings: Settings) -> None:
+    """Write the category and its marker into `staging`; a full disk is reported against `final`."""
+    try:
+        write_category(staging, category, settings)
+        (staging / MARKER).write_text(json.dumps(asdict(settings), sort_keys=True))
+    except OSError as error:
+        raise write_error(final, error) or error
+
+
 def build_category(root: Path, category: str, settings: Settings) -> Path:
     """Generate one category unless an identical one is cached; the folder appears atomically."""
     final = root / category
     if is_complete(final, settings):
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{category}.", dir=root))
+    make_folder(root)
+    sweep_stale_temps(root)  # staging folders of killed runs
+    staging = temp_sibling(final)
+    staging.mkdir(mode=FOLDER_MODE)
     try:
-        write_category(staging, category, settings)
-        (staging / MARKER).write_text(json.dumps(asdict(settings), sort_keys=True))
-        staging.chmod(0o755)
+        _fill(staging, final, category, settings)
         if final.exists():
             shutil.rmtree(final)
         try:
