@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from fractalad.backbones.factory import FeatureExtractor, Normalization
+from fractalad.backbones.factory import Normalization
 from fractalad.detectors.base import (
     BaseDetector,
     Prediction,
@@ -185,7 +185,7 @@ class PANDA(BaseDetector):
         scores = knn_score(flat, self.map_bank_, self.num_neighbors).reshape(batch, 1, height, width)
         crop_map = upsample_maps(scores, (self.crop, self.crop), "bilinear")
         margin = self.resize - self.crop
-        before = int(round(margin / 2.0))  # where torchvision's center_crop starts the crop
+        before = round(margin / 2.0)  # where torchvision's center_crop starts the crop
         after = margin - before
         framed = F.pad(crop_map, (before, after, before, after), mode="replicate") if margin else crop_map
         maps = upsample_maps(framed, size, "bilinear")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import paste_defect, texture
 from sklearn.covariance import LedoitWolf
 
 from fractalad.detectors import create_detector
@@ -16,8 +17,6 @@ from fractalad.detectors.components import augment
 from fractalad.detectors.components.density import fit_ledoit_wolf, mahalanobis_squared
 from fractalad.detectors.components.patches import dense_patches, fold_patches, gaussian_window, scores_to_map
 from fractalad.errors import InputError
-
-from conftest import paste_defect, texture
 
 TINY_CUTPASTE = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4}
 TINY_PATCH = {**TINY_CUTPASTE, "mode": "patch", "patch_size": 32, "patch_stride": 8, "fit_stride": 16}
