@@ -86,6 +86,16 @@ class Cycled(Dataset):
         return self.dataset[index % self.size]
 
 
+def pooled_unit(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Layer maps -> L2-normalised pooled features (B, C): what the image density models."""
+    return F.normalize(pooled_features(maps), dim=1)
+
+
+def positions_unit(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Layer maps -> L2-normalised features per position of the first map's grid (B, C, h, w)."""
+    return F.normalize(concat_layers(maps, "bilinear"), dim=1)
+
+
 class CutPaste(BaseDetector):
     """Self-supervised CutPaste fine-tuning, scored by a Ledoit-Wolf Gaussian on clean training features."""
 
@@ -209,16 +219,20 @@ class CutPaste(BaseDetector):
         }
 
     # -- features and density -----------------------------------------------------------------------------
+    def layer_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> the chosen layers' maps (B, C_j, h_j, w_j), checked for NaN/inf."""
+        maps = self.extractor_(images.to(self.device_))
+        for feature in maps:
+            check_finite(feature, "backbone features", self.extractor_.weights_id)
+        return maps
+
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> L2-normalised pooled features (B, C)."""
-        features = pooled_features(self.extractor_(images.to(self.device_)))
-        check_finite(features, "backbone features", self.extractor_.weights_id)
-        return F.normalize(features, dim=1)
+        return pooled_unit(self.layer_maps(images))
 
     def position_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> L2-normalised features at every feature-map position (B, C, h, w)."""
-        features = concat_layers(self.extractor_(images.to(self.device_)), "bilinear")
-        return F.normalize(features, dim=1)
+        return positions_unit(self.layer_maps(images))
 
     def patch_features(self, images: torch.Tensor, stride: int) -> torch.Tensor:
         """(B, 3, H, W) -> L2-normalised pooled features of every patch at `stride`, (B, L, C)."""
@@ -239,8 +253,9 @@ class CutPaste(BaseDetector):
             if self.mode == "patch":
                 units.append(self.patch_features(batch, self.fit_stride).flatten(0, 1))
             else:
-                units.append(self.image_features(batch))
-                maps = self.position_features(batch)
+                layer_maps = self.layer_maps(batch)
+                units.append(pooled_unit(layer_maps))
+                maps = positions_unit(layer_maps)
                 positions.append(maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]))
         self.mean_, self.precision_ = fit_ledoit_wolf(torch.cat(units))
         if self.mode == "patch":
@@ -259,12 +274,12 @@ class CutPaste(BaseDetector):
                                       self.window_sigma))
         return torch.cat(maps)
 
-    def _position_map(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.position_features(images)  # (B, C, h, w)
+    def _position_map(self, layer_maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        features = positions_unit(layer_maps)  # (B, C, h, w)
         batch, channels, height, width = features.shape
         flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
         scores = mahalanobis_squared(flat, self.map_mean_, self.map_precision_).reshape(batch, 1, height, width)
-        maps = upsample_maps(scores, images.shape[-2:], "bilinear")
+        maps = upsample_maps(scores, size, "bilinear")
         return gaussian_blur(maps, self.blur_sigma)[:, 0]
 
     @torch.no_grad()
@@ -277,7 +292,8 @@ class CutPaste(BaseDetector):
             maps = self._patch_map(images)
             scores = maps.flatten(1).amax(1)
         else:
-            scores = mahalanobis_squared(self.image_features(images), self.mean_, self.precision_)
-            maps = self._position_map(images)
+            layer_maps = self.layer_maps(images)  # one forward pass for both the score and the map
+            scores = mahalanobis_squared(pooled_unit(layer_maps), self.mean_, self.precision_)
+            maps = self._position_map(layer_maps, tuple(images.shape[-2:]))
         check_finite(scores, "CutPaste image scores", extractor.weights_id)
         return Prediction(image_scores=scores.float().cpu(), anomaly_maps=maps.float().cpu())
