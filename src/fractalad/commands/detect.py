@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         "n_test": len(category.test),
         "metrics": evaluation.summary(),
         "weights_id": extractor.weights_id if extractor is not None else args.weights,
+        # epochs run, selection rule, and whether the backbone was fine-tuned (CutPaste, PANDA)
+        "fit_info": getattr(detector, "fit_info_", {}),
         "normalization": extractor.normalization.as_text() if extractor is not None else None,
         "versions": versions(),
         "overlays": [str(p.relative_to(args.out)) for p in overlays],

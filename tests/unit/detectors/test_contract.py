@@ -15,6 +15,11 @@ from fractalad.errors import InputError
 FAST_PARAMS: dict[str, dict] = {
     "patchcore": {"layers": (2, 3), "coreset_ratio": 0.25},
     "padim": {"layers": (1, 2, 3), "n_features": 50},
+    "cutpaste": {
+        "mode": "patch", "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+        "patch_size": 32, "patch_stride": 8, "fit_stride": 16, "window_sigma": 8.0,
+    },
+    "panda": {"epochs": 1, "batch_size": 4, "resize": 64, "crop": 56},
 }
 
 

@@ -25,3 +25,8 @@ def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch
     if mode == "nearest":
         return F.interpolate(maps, size=size, mode="nearest")
     return F.interpolate(maps, size=size, mode=mode, align_corners=False)
+
+
+def pooled_features(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Layer maps (B, C_j, h_j, w_j) -> global-average-pooled and concatenated, (B, sum C_j)."""
+    return torch.cat([feature.mean(dim=(2, 3)) for feature in features], dim=1)
