@@ -15,9 +15,9 @@ import torchvision
 from tqdm.auto import tqdm
 
 from fractalad import __version__
-from fractalad.data import SYNTHETIC_CATEGORIES, load_category
-from fractalad.detectors import create_detector
-from fractalad.detectors.evaluate import evaluate
+from fractalad.bench.evaluate import run_one
+from fractalad.bench.grid import single_run_spec
+from fractalad.data import SYNTHETIC_CATEGORIES
 from fractalad.fractals.preview import save_preview
 from fractalad.fractals.render import get_render_preset
 from fractalad.fractals.systems import load_systems
@@ -89,11 +89,11 @@ def evaluate_grid(settings: DemoSettings, sources: dict[str, str]) -> list[Resul
     bar = tqdm(jobs, desc="detect", unit="run")
     for category_name, method, source in bar:
         bar.set_postfix_str(f"{category_name}/{method}/{source}")
-        category = load_category("synthetic", settings.synthetic_root, category_name)
-        detector = create_detector(
-            method, backbone=settings.arch, weights=sources[source], seed=settings.seed
+        params = {"backbone": settings.arch, "weights": sources[source], "seed": settings.seed}
+        spec = single_run_spec(
+            "synthetic", settings.synthetic_root, category_name, method, params, settings.size
         )
-        result = evaluate(detector, category, size=settings.size)
+        result = run_one(spec, "auto")
         rows.append(
             ResultRow(
                 dataset="synthetic",

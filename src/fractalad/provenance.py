@@ -99,6 +99,12 @@ def _vm_hwm_mb() -> float | None:
     return None
 
 
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of this process over its whole life, MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
 @dataclass
 class PeakMemory:
     """Peak RSS and CUDA memory between `start()` and `stop()`, for one run inside a long-lived process.
@@ -125,10 +131,7 @@ class PeakMemory:
 
     def stop(self, device: str) -> None:
         hwm = _vm_hwm_mb() if self.rss_scope == "run" else None
-        if hwm is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            hwm = peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
-        self.rss_mb = hwm
+        self.rss_mb = process_peak_rss_mb() if hwm is None else hwm
         if device.startswith("cuda"):
             import torch
 

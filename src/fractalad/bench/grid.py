@@ -195,6 +195,45 @@ def _unique(specs: list[RunSpec], source: str) -> list[RunSpec]:
     return list(seen.values())
 
 
+def single_run_spec(
+    dataset: str,
+    root: str | Path | None,
+    category: str | None,
+    method: str,
+    params: Mapping[str, Any],
+    size: int,
+) -> RunSpec:
+    """The RunSpec of one run (`fractalad detect`) from `create_detector`-style parameters.
+
+    The grid-level ones (backbone, weights, layers, normalization, seed) become the spec's axes; any not
+    given take the method's defaults, exactly as a grid would resolve them.
+    """
+    from fractalad.data import load_category
+    from fractalad.detectors.registry import detector_class
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(detector_class(method).__init__).parameters.items()
+        if name in GRID_LEVEL_PARAMS
+    }
+    axes = {**defaults, **{k: v for k, v in params.items() if k in GRID_LEVEL_PARAMS}}
+    if category is None:  # the folder dataset names a category after its folder
+        category = load_category(dataset, root, None).name
+    grid = GridFile(
+        dataset=dataset,
+        root=None if root is None else str(root),
+        categories=[category],
+        methods={method: {k: v for k, v in params.items() if k not in GRID_LEVEL_PARAMS}},
+        weights={str(axes["weights"]): str(axes["weights"])},
+        backbone=str(axes["backbone"]),
+        layers=[list(axes["layers"])],
+        seeds=(int(axes["seed"]),),
+        size=size,
+        normalization=None if axes["normalization"] is None else str(axes["normalization"]),
+    )
+    return expand_grid(grid, source="detect")[0]
+
+
 def load_grid(path: str | Path) -> list[RunSpec]:
     """Read a grid file and expand it."""
     return expand_grid(read_grid(path), source=f"grid file {path}")
