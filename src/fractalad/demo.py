@@ -22,7 +22,7 @@ from fractalad.fractals.preview import save_preview
 from fractalad.fractals.render import get_render_preset
 from fractalad.fractals.systems import load_systems
 from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
-from fractalad.pretrain.filters import save_filter_grid
+from fractalad.report.filters import save_filter_grid
 from fractalad.pretrain.train import pretrain
 from fractalad.report.figures import plot_metric_bars
 from fractalad.report.tables import ResultRow, comparison_markdown, rows_to_csv

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _filters(args: argparse.Namespace) -> int:
-    from fractalad.pretrain.filters import save_filter_grid
+    from fractalad.report.filters import save_filter_grid
 
     out = save_filter_grid(args.weights, args.out, arch=args.arch, seed=args.seed)
     print(f"wrote {out}")

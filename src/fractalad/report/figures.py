@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window (CI and servers have no display)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from fractalad.report.tables import METRIC_TITLES, ResultRow, metric_value  # noqa: E402
+from fractalad.report.tables import METRIC_TITLES, ResultRow, metric_value
 
 
 def plot_metric_bars(rows: Sequence[ResultRow], metrics: Sequence[str], path: Path) -> Path:

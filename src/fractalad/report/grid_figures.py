@@ -8,28 +8,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import numpy as np
 
 from fractalad.bench.artifacts import EXAMPLES_FILE, read_examples
 from fractalad.bench.result import RunResult
-from fractalad.files import atomic_path
 from fractalad.report.grid_tables import collect_cells
 from fractalad.report.paper import GROUPS, METRIC_TITLES, METRICS, method_order, method_title
+from fractalad.report.png import save_figure
 
 HIERARCHY_METHODS: tuple[str, ...] = ("patchcore", "padim")
-
-
-def save_figure(figure: plt.Figure, path: Path) -> Path:
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(figure)
-    return path
 
 
 def spider(results: Sequence[RunResult], labels: tuple[str, str], dataset: str, path: Path) -> Path | None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import numpy as np
 
 from fractalad.bench.artifacts import read_examples
-from fractalad.files import atomic_path
+from fractalad.report.png import save_figure
 
 
 def save_overlay(
@@ -24,7 +21,6 @@ def save_overlay(
     title: str = "",
 ) -> Path:
     """Write one PNG: image (H, W, 3) uint8 | mask (H, W) | map (H, W) over the image."""
-    path = Path(path)
     figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
     axes[0].imshow(image)
     axes[0].set_title("image")
@@ -38,12 +34,7 @@ def save_overlay(
         axis.axis("off")
     if title:
         figure.suptitle(title, fontsize=9)
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def file_stem(name: str) -> str:

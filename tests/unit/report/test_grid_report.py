@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_rows import make_result, make_spec
 
-from bench_rows import make_result, make_spec  # noqa: E402
-
-from fractalad.bench.store import ResultsStore  # noqa: E402
-from fractalad.report.build import build_report  # noqa: E402
-from fractalad.report.grid_tables import build_tables  # noqa: E402
-from fractalad.report.paper import CATEGORY_ORDER, paper_numbers  # noqa: E402
-from fractalad.report.render import to_latex, to_markdown  # noqa: E402
+from fractalad.bench.store import ResultsStore
+from fractalad.report.build import build_report
+from fractalad.report.grid_tables import build_tables
+from fractalad.report.paper import CATEGORY_ORDER, paper_numbers
+from fractalad.report.render import to_latex, to_markdown
 
 
 def mvtec_results(categories, auroc_by_label):
