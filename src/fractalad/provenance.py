@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import json
 import platform
 import resource
 import socket
@@ -34,6 +35,31 @@ def file_sha256(path: str | Path) -> str:
     """Full SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of a weight file's content: for safetensors, its header with sorted keys and then its tensor bytes.
+
+    safetensors writes the metadata map in hash-map order, so exporting one checkpoint twice gives files whose
+    bytes differ while every tensor and metadata value is equal; hashing the parsed header in a canonical form
+    keeps such files one weights identity. Other formats hash their bytes.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or path.stat().st_size < 8:
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        try:
+            if length > path.stat().st_size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(handle.read(length))
+        except ValueError:
+            return file_sha256(path)  # not a readable safetensors file: its bytes are its identity
+        digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -3,6 +3,7 @@ few-shot k, expanded into RunSpecs in a fixed order."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from fractalad.bench.spec import (
 )
 from fractalad.config import coerce, coerce_call_arguments, dataclass_from_mapping, read_yaml_mapping
 from fractalad.errors import InputError
+from fractalad.files import write_text_atomic
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "dataset",
@@ -65,6 +67,24 @@ def read_grid(path: str | Path) -> GridFile:
         )
     grid = dataclass_from_mapping(GridFile, values, source=f"grid file {path}")
     return grid if grid.name else GridFile(**{**grid.__dict__, "name": Path(path).stem})
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so a grid dumps as plain YAML."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def write_grid(grid: GridFile, path: str | Path) -> Path:
+    """Write `grid` as a grid file that `read_grid` reads back to an equal GridFile (atomic write)."""
+    import yaml
+
+    values = {name: _plain(value) for name, value in dataclasses.asdict(grid).items()}
+    write_text_atomic(Path(path), yaml.safe_dump(values, sort_keys=False))
+    return Path(path)
 
 
 def _method_params(method: str, given: Any, source: str) -> dict[str, Any]:
