@@ -75,19 +75,19 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration in this process and return its measurements."""
     import numpy as np
     import torch
-
-    from fractalad.data.mvtec import load_mvtec
     from torch.utils.data import DataLoader
 
     from fractalad.data.images import AnomalyImageDataset
-    from fractalad.detectors.evaluate import peak_rss_mb, train_set
+    from fractalad.data.mvtec import load_mvtec
+    from fractalad.detectors.base import TrainSet
     from fractalad.metrics import image_auroc, pixel_auroc
+    from fractalad.provenance import process_peak_rss_mb as peak_rss_mb
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)  # Anomalib's coreset draws from the global RNG
     root = Path(spec["root"])
     category = load_mvtec(root, CATEGORY)
-    train = train_set(category.train[: spec["n_train"]], spec["size"])
+    train = TrainSet(AnomalyImageDataset(category.train[: spec["n_train"]], spec["size"]))
     test_samples = category.test if spec["predict"] else category.test[:16]
     test_loader = DataLoader(AnomalyImageDataset(test_samples, spec["size"]), batch_size=16)
     test = [batch["image"] for batch in test_loader]

@@ -1,46 +1,30 @@
-"""The end-to-end demo on built-in data: fractals -> tiny pre-training -> PatchCore and PaDiM on the synthetic
-dataset with fractal, random and (when cached locally) ImageNet weights -> a table in the paper's layout."""
+"""The end-to-end demo on built-in data, as a tiny benchmark grid: fractals -> tiny pre-training -> PatchCore
+and PaDiM on the synthetic dataset with fractal, random and (when cached locally) ImageNet weights, run by the
+grid runner into a results store -> the report in the paper's layout."""
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
-import torchvision
-from tqdm.auto import tqdm
+from fractalad.backbones.sources import torchvision_imagenet_cached
+from fractalad.bench.artifacts import default_artifacts
+from fractalad.bench.evaluate import RunOptions
+from fractalad.bench.grid import GridFile, describe, expand_grid, write_grid
+from fractalad.bench.runner import RunnerOptions, run_grid
+from fractalad.demo_settings import DemoSettings
+from fractalad.report.build import ReportFiles, build_report
 
-from fractalad import __version__
-from fractalad.data import load_category
-from fractalad.demo_settings import METHOD_TITLES, DemoSettings
-from fractalad.detectors import create_detector
-from fractalad.detectors.evaluate import evaluate
-from fractalad.files import write_text_atomic
-from fractalad.fractals.preview import save_preview
-from fractalad.fractals.render import get_render_preset
-from fractalad.fractals.systems import load_systems
-from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
-from fractalad.pretrain.filters import save_filter_grid
-from fractalad.pretrain.train import pretrain
-from fractalad.report.figures import plot_metric_bars
-from fractalad.report.tables import ResultRow, comparison_markdown, rows_to_csv
-
-
-def torchvision_imagenet_cached(arch: str) -> bool:
-    """True when torchvision's ImageNet weights for `arch` are already in the local torch hub cache."""
-    try:
-        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
-    except (ValueError, AttributeError):
-        return False
-    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name).is_file()
+FRACTAL_LABEL = "fractal"
+STORE_FILE = "results.db"
+GRID_FILE = "grid.yaml"
 
 
 def pretrain_fractal_backbone(settings: DemoSettings) -> Path:
     """Pre-train (or resume, or reuse) the tiny fractal backbone; returns its exported weight file."""
+    from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
+    from fractalad.pretrain.train import pretrain
+
     values = {"arch": settings.arch, "seed": settings.seed, **parse_overrides(settings.pretrain_overrides)}
     config = from_mapping(values, get_preset("tiny"), source="demo pre-training settings")
     out = settings.out_dir / "pretrain"
@@ -49,95 +33,45 @@ def pretrain_fractal_backbone(settings: DemoSettings) -> Path:
     return pretrain(config, out, resume=True)
 
 
-def draw_pretraining_figures(settings: DemoSettings, fractal_weights: Path) -> None:
-    """fractals.png: systems the backbone learned from (paper Fig. 8); filters.png: its conv1 (Fig. 2)."""
-    systems, _ = load_systems(settings.out_dir / "pretrain" / "systems.npz")
-    save_preview(settings.out_dir / "fractals.png", systems[:32], get_render_preset("paper"), settings.seed)
-    save_filter_grid(fractal_weights, settings.out_dir / "filters.png", settings.arch)
-
-
-def weight_sources(settings: DemoSettings, fractal_weights: Path) -> dict[str, str]:
-    """Label -> weights argument of create_backbone, reference sources first."""
-    sources = {"random": "random"}
-    if torchvision_imagenet_cached(settings.arch):
-        sources = {"imagenet": "imagenet", **sources}
-    return {**sources, "fractal": str(fractal_weights)}
-
-
-def evaluate_grid(settings: DemoSettings, sources: dict[str, str]) -> list[ResultRow]:
-    """Every (category, method, weights) combination, with one progress bar over all of them."""
-    jobs = [(c, m, s) for c in settings.categories for m in settings.methods for s in sources]
-    rows: list[ResultRow] = []
-    bar = tqdm(jobs, desc="detect", unit="run")
-    for category_name, method, source in bar:
-        bar.set_postfix_str(f"{category_name}/{method}/{source}")
-        category = load_category("synthetic", settings.synthetic_root, category_name)
-        detector = create_detector(
-            method, backbone=settings.arch, weights=sources[source], seed=settings.seed
-        )
-        result = evaluate(detector, category, size=settings.size)
-        rows.append(
-            ResultRow(
-                dataset="synthetic",
-                category=category_name,
-                method=METHOD_TITLES.get(method, method),
-                weights=source,
-                image_auroc=result.image_auroc,
-                pixel_auroc=_or_nan(result.pixel_auroc),
-                aupro=_or_nan(result.aupro),
-                fit_seconds=result.fit_seconds,
-                predict_seconds=result.predict_seconds,
-            )
-        )
-    return rows
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
-def write_report(settings: DemoSettings, rows: Sequence[ResultRow], sources: dict[str, str]) -> str:
-    """results.csv, results.json, results.md and results.png in the output folder; returns the Markdown."""
-    out = settings.out_dir
-    reference = "imagenet" if "imagenet" in sources else "random"
-    text = f"## Synthetic dataset, {settings.arch}: {reference}/fractal\n\n"
-    text += comparison_markdown(rows, reference, "fractal")
-    if reference != "random":
-        text += "\n## random/fractal\n\n" + comparison_markdown(rows, "random", "fractal")
-    write_text_atomic(out / "results.md", text)
-    write_text_atomic(out / "results.csv", rows_to_csv(rows))
-    meta = {
-        "fractalad_version": __version__,
-        "settings": {k: str(v) for k, v in asdict(settings).items()},
-        "weights": sources,
-        "rows": [asdict(r) for r in rows],
-    }
-    write_text_atomic(out / "results.json", json.dumps(meta, indent=2, default=_json_number))
-    plot_metric_bars(rows, ["image_auroc", "pixel_auroc"], out / "results.png")
-    return text
-
-
-def _json_number(value: object) -> object:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
-
-
-def run_demo(settings: DemoSettings) -> list[ResultRow]:
-    """Run every step, printing what happens; returns the result rows."""
-    started = time.perf_counter()
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[1/3] pre-training the tiny fractal backbone into {settings.out_dir / 'pretrain'}", flush=True)
-    fractal_weights = pretrain_fractal_backbone(settings)
-    draw_pretraining_figures(settings, fractal_weights)
-    sources = weight_sources(settings, fractal_weights)
-    print(
-        f"[2/3] detecting anomalies on the synthetic dataset with weights: {', '.join(sources)}", flush=True
+def demo_grid(settings: DemoSettings, fractal_weights: Path, imagenet: bool) -> GridFile:
+    """The demo's grid: reference weights first (ImageNet when cached, random), the fractal backbone last."""
+    weights = {"imagenet": "imagenet"} if imagenet else {}
+    weights |= {"random": "random", FRACTAL_LABEL: str(fractal_weights)}
+    return GridFile(
+        dataset="synthetic",
+        root=None if settings.synthetic_root is None else str(settings.synthetic_root),
+        categories=list(settings.categories),
+        methods={method: {} for method in settings.methods},
+        weights=weights,
+        backbone=settings.arch,
+        layers=["default"],
+        seeds=(settings.seed,),
+        size=settings.size,
+        name="demo",
+        description="fractalad demo: PatchCore and PaDiM on the synthetic dataset, reference vs fractal weights",
     )
-    rows = evaluate_grid(settings, sources)
+
+
+def run_demo(settings: DemoSettings) -> ReportFiles:
+    """Pre-train, run the demo grid into <out>/results.db, write the report into <out>; returns its files."""
+    started = time.perf_counter()
+    out = settings.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[1/3] pre-training the tiny fractal backbone into {out / 'pretrain'}", flush=True)
+    fractal_weights = pretrain_fractal_backbone(settings)
+    grid = demo_grid(settings, fractal_weights, torchvision_imagenet_cached(settings.arch))
+    write_grid(grid, out / GRID_FILE)
+    specs = expand_grid(grid, source="demo grid")
+    print(f"[2/3] {describe(specs)} into {out / STORE_FILE} (weights: {', '.join(grid.weights)})", flush=True)
+    run_options = RunOptions(artifacts_dir=default_artifacts(out / STORE_FILE))
+    run_grid(specs, out / STORE_FILE, RunnerOptions(devices=(settings.device,), run=run_options))
     print("[3/3] writing the report", flush=True)
-    print(write_report(settings, rows, sources))
+    files = build_report(out / STORE_FILE, out, reference=next(iter(grid.weights)), candidate=FRACTAL_LABEL)
+    print(files.markdown.read_text())
     minutes = (time.perf_counter() - started) / 60
     print(
-        f"done in {minutes:.1f} min; results in {settings.out_dir}: results.{{md,csv,json,png}}, "
-        "fractals.png (training fractals), filters.png (first-layer filters)"
+        f"done in {minutes:.1f} min; {files.html} shows every table and figure "
+        f"(report.md, runs.csv, tables/, figures/); rerun the grid with "
+        f"`fractalad bench run {out / GRID_FILE} --store {out / STORE_FILE}`"
     )
-    return rows
+    return files

@@ -11,12 +11,11 @@ from fractalad.data.names import SYNTHETIC_CATEGORIES
 # overridden from the command line, e.g. epochs=3 for a quicker look.
 DEMO_PRETRAIN_OVERRIDES: tuple[str, ...] = ()
 DEMO_METHODS: tuple[str, ...] = ("patchcore", "padim")
-METHOD_TITLES: dict[str, str] = {"patchcore": "PatchCore", "padim": "PaDiM"}
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo runs; defaults are the README's main job."""
+    """What the demo runs; defaults are the README's main job (and configs/grids/demo.yaml)."""
 
     out_dir: Path = Path("outputs/demo")
     categories: tuple[str, ...] = SYNTHETIC_CATEGORIES
@@ -26,3 +25,4 @@ class DemoSettings:
     seed: int = 0
     pretrain_overrides: tuple[str, ...] = DEMO_PRETRAIN_OVERRIDES
     synthetic_root: Path | None = None
+    device: str = "auto"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import json
 import platform
 import resource
 import socket
@@ -34,6 +35,31 @@ def file_sha256(path: str | Path) -> str:
     """Full SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of a weight file's content: for safetensors, its header with sorted keys and then its tensor bytes.
+
+    safetensors writes the metadata map in hash-map order, so exporting one checkpoint twice gives files whose
+    bytes differ while every tensor and metadata value is equal; hashing the parsed header in a canonical form
+    keeps such files one weights identity. Other formats hash their bytes.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or path.stat().st_size < 8:
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        try:
+            if length > path.stat().st_size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(handle.read(length))
+        except ValueError:
+            return file_sha256(path)  # not a readable safetensors file: its bytes are its identity
+        digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -99,6 +125,12 @@ def _vm_hwm_mb() -> float | None:
     return None
 
 
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of this process over its whole life, MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
 @dataclass
 class PeakMemory:
     """Peak RSS and CUDA memory between `start()` and `stop()`, for one run inside a long-lived process.
@@ -125,10 +157,7 @@ class PeakMemory:
 
     def stop(self, device: str) -> None:
         hwm = _vm_hwm_mb() if self.rss_scope == "run" else None
-        if hwm is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            hwm = peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
-        self.rss_mb = hwm
+        self.rss_mb = process_peak_rss_mb() if hwm is None else hwm
         if device.startswith("cuda"):
             import torch
 

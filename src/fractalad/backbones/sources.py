@@ -91,6 +91,15 @@ def _torchvision_imagenet(arch: str) -> dict[str, torch.Tensor]:
         ) from error
 
 
+def torchvision_imagenet_cached(arch: str) -> bool:
+    """True when torchvision's ImageNet weights for `arch` are already in the local torch hub cache."""
+    try:
+        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    except (ValueError, AttributeError):
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name).is_file()
+
+
 def _timm_cached_state(tag: str) -> dict[str, torch.Tensor] | None:
     """The timm checkpoint from the local Hugging Face cache, or None (no network access here)."""
     cfg = timm.models.get_pretrained_cfg(tag)

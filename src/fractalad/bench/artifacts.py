@@ -38,6 +38,11 @@ def pick_examples(labels: np.ndarray, count: int) -> list[int]:
     return chosen[:count]
 
 
+def default_artifacts(store: Path) -> Path:
+    """<store stem>-artifacts beside the store: where a grid's artefacts live unless told otherwise."""
+    return Path(store).with_name(f"{Path(store).stem}-artifacts")
+
+
 def run_folder(artifacts_dir: Path, run_id: str) -> Path:
     """<artifacts>/<first two hex digits>/<run_id>: keeps folders small in a grid of thousands of runs."""
     return Path(artifacts_dir) / run_id[:2] / run_id

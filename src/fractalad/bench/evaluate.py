@@ -24,7 +24,7 @@ from fractalad.data import load_category
 from fractalad.data.images import AnomalyImageDataset
 from fractalad.data.records import Category, Sample
 from fractalad.detectors import create_detector
-from fractalad.detectors.base import BaseDetector, TrainSet
+from fractalad.detectors.base import BaseDetector, TrainSet, resolve_device
 from fractalad.errors import InputError
 from fractalad.metrics import aupro, image_auroc, pixel_auroc
 from fractalad.provenance import PeakMemory, run_provenance
@@ -39,6 +39,7 @@ class RunOptions:
     examples: int = 6  # test images whose maps are kept for the qualitative figure
     progress: bool = False
     artifacts_dir: Path | None = None
+    model_file: Path | None = None  # where to save the fitted detector (`detect --save-model`)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,12 @@ def write_artifacts(spec: RunSpec, category: Category, outputs: TestOutputs, opt
 
 
 def run_one(spec: RunSpec, device: str = "cpu", options: RunOptions | None = None) -> RunResult:
-    """Fit, predict, measure and describe one run. Peak memory is this run's own (RSS reset, CUDA reset)."""
+    """Fit, predict, measure and describe one run. Peak memory is this run's own (RSS reset, CUDA reset).
+
+    `device` may be "auto"; it is resolved here so memory and provenance name the device actually used.
+    """
     options = options or RunOptions()
+    device = str(resolve_device(device))
     category, train = load_run_data(spec)
     memory = PeakMemory()
     memory.start(device)
@@ -143,6 +148,8 @@ def run_one(spec: RunSpec, device: str = "cpu", options: RunOptions | None = Non
     fit_seconds = time.perf_counter() - start
     outputs = predict_test(detector, category, spec.size, options)
     memory.stop(device)
+    if options.model_file is not None:
+        detector.save(options.model_file)
     pixel, pro = None, None
     if category.has_masks:
         pixel, pro = pixel_auroc(outputs.maps, outputs.masks), aupro(outputs.maps, outputs.masks)

@@ -3,6 +3,7 @@ few-shot k, expanded into RunSpecs in a fixed order."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from fractalad.bench.spec import (
 )
 from fractalad.config import coerce, coerce_call_arguments, dataclass_from_mapping, read_yaml_mapping
 from fractalad.errors import InputError
+from fractalad.files import write_text_atomic
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "dataset",
@@ -65,6 +67,24 @@ def read_grid(path: str | Path) -> GridFile:
         )
     grid = dataclass_from_mapping(GridFile, values, source=f"grid file {path}")
     return grid if grid.name else GridFile(**{**grid.__dict__, "name": Path(path).stem})
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so a grid dumps as plain YAML."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def write_grid(grid: GridFile, path: str | Path) -> Path:
+    """Write `grid` as a grid file that `read_grid` reads back to an equal GridFile (atomic write)."""
+    import yaml
+
+    values = {name: _plain(value) for name, value in dataclasses.asdict(grid).items()}
+    write_text_atomic(Path(path), yaml.safe_dump(values, sort_keys=False))
+    return Path(path)
 
 
 def _method_params(method: str, given: Any, source: str) -> dict[str, Any]:
@@ -193,6 +213,45 @@ def _unique(specs: list[RunSpec], source: str) -> list[RunSpec]:
     if not seen:
         raise InputError(f"{source}: the grid expands to no runs")
     return list(seen.values())
+
+
+def single_run_spec(
+    dataset: str,
+    root: str | Path | None,
+    category: str | None,
+    method: str,
+    params: Mapping[str, Any],
+    size: int,
+) -> RunSpec:
+    """The RunSpec of one run (`fractalad detect`) from `create_detector`-style parameters.
+
+    The grid-level ones (backbone, weights, layers, normalization, seed) become the spec's axes; any not
+    given take the method's defaults, exactly as a grid would resolve them.
+    """
+    from fractalad.data import load_category
+    from fractalad.detectors.registry import detector_class
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(detector_class(method).__init__).parameters.items()
+        if name in GRID_LEVEL_PARAMS
+    }
+    axes = {**defaults, **{k: v for k, v in params.items() if k in GRID_LEVEL_PARAMS}}
+    if category is None:  # the folder dataset names a category after its folder
+        category = load_category(dataset, root, None).name
+    grid = GridFile(
+        dataset=dataset,
+        root=None if root is None else str(root),
+        categories=[category],
+        methods={method: {k: v for k, v in params.items() if k not in GRID_LEVEL_PARAMS}},
+        weights={str(axes["weights"]): str(axes["weights"])},
+        backbone=str(axes["backbone"]),
+        layers=[list(axes["layers"])],
+        seeds=(int(axes["seed"]),),
+        size=size,
+        normalization=None if axes["normalization"] is None else str(axes["normalization"]),
+    )
+    return expand_grid(grid, source="detect")[0]
 
 
 def load_grid(path: str | Path) -> list[RunSpec]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fractalad.data.records import Category, Sample
 from fractalad.errors import InputError
-from fractalad.provenance import file_sha256
+from fractalad.provenance import weights_sha256
 
 # Bump when the evaluation itself changes (metric definitions, resizing, subset drawing): old rows then
 # have other run ids and are never mixed with new ones.
@@ -140,4 +140,4 @@ def weights_identity(weights: str, arch: str, seed: int) -> str:
             "file; "
             "pre-train it first (fractalad pretrain) or fix the path"
         )
-    return f"sha256:{file_sha256(path)}"
+    return f"sha256:{weights_sha256(path)}"

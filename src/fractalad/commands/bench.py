@@ -50,11 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.set_defaults(handler=merge_command)
 
 
-def default_artifacts(store: Path) -> Path:
-    return store.with_name(f"{store.stem}-artifacts")
-
-
 def run_command(args: argparse.Namespace) -> int:
+    from fractalad.bench.artifacts import default_artifacts
     from fractalad.bench.evaluate import RunOptions
     from fractalad.bench.grid import describe, load_grid
     from fractalad.bench.runner import RunnerOptions, Shard, parse_devices, run_grid

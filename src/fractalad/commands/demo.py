@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fractalad.commands.arguments import image_size, seed_int
+from fractalad.commands.arguments import DEVICE_HELP, device_name, image_size, seed_int
 from fractalad.data.names import SYNTHETIC_CATEGORIES
 from fractalad.demo_settings import DEMO_METHODS, DEMO_PRETRAIN_OVERRIDES, DemoSettings
 
@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="end-to-end demo: tiny fractal pre-training, then PatchCore and PaDiM on the synthetic dataset",
         description="Sample fractals and pre-train a tiny ResNet18 on them, then compare its features with "
         "random (and locally cached ImageNet) weights under PatchCore and PaDiM on the built-in synthetic "
-        "MVTec-format dataset. Writes results.{md,csv,json,png}. About 10 minutes on 2 CPU cores; re-running "
-        "reuses the finished pre-training.",
+        "MVTec-format dataset, as a small benchmark grid (grid.yaml) run into results.db; the report (report.md, "
+        "runs.csv, index.html, tables/, figures/) is written beside it. About 10 minutes on 2 CPU cores; "
+        "re-running reuses the finished pre-training and the finished runs.",
     )
     parser.add_argument(
         "--out", type=Path, default=DemoSettings.out_dir, help="output folder (default: %(default)s)"
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=DEMO_METHODS)
     parser.add_argument("--size", type=image_size, default=DemoSettings.size, help="evaluation image size")
     parser.add_argument("--seed", type=seed_int, default=DemoSettings.seed)
+    parser.add_argument("--device", type=device_name, default="auto", help=f"{DEVICE_HELP} (default auto)")
     parser.add_argument(
         "--synthetic-root",
         type=Path,
@@ -62,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         pretrain_overrides=tuple(args.pretrain_overrides),
         synthetic_root=args.synthetic_root,
+        device=args.device,
     )
     run_demo(settings)
     return 0

@@ -1,14 +1,13 @@
-"""`fractalad detect`: fit PatchCore / PaDiM on one category, write metrics.json and anomaly-map overlays."""
+"""`fractalad detect`: one benchmark run (fit a detector on one category, score its test split); writes
+metrics.json (the run's RunSpec and RunResult, as the grid stores them) and anomaly-map overlays."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fractalad import __version__
 from fractalad.commands.arguments import (
     DEVICE_HELP,
     device_name,
@@ -20,11 +19,9 @@ from fractalad.commands.arguments import (
 from fractalad.data.names import DATASETS
 from fractalad.detectors.registry import list_detectors
 
-if TYPE_CHECKING:
-    from fractalad.detectors.evaluate import Evaluation
-
 # Where the fitted detector goes with --save-model; checked with the other outputs before the fit.
 MODEL_FILE = "detector.safetensors"
+ARTIFACTS_FOLDER = "artifacts"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,44 +100,6 @@ def method_params(method: str, items: list[str]) -> dict[str, Any]:
     return coerce_call_arguments(detector_class(method).__init__, parse_overrides(items), f"--param for {method}")
 
 
-def versions() -> dict[str, str]:
-    """Library versions recorded next to every result."""
-    import numpy as np
-    import timm
-    import torch
-    import torchvision
-
-    return {
-        "fractalad": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic JSON write."""
-    from fractalad.files import write_text_atomic
-
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
-
-
-def write_overlays(out: Path, evaluation: Evaluation, test_samples, size: int, count: int) -> list[Path]:
-    """Overlay PNGs for a few test images, colour range shared across the run's maps."""
-    from fractalad.data.images import load_images
-    from fractalad.detectors.overlay import pick_examples, save_overlays
-
-    chosen = pick_examples(evaluation.labels, count)
-    if not chosen:
-        return []
-    images = load_images([test_samples[i] for i in chosen], size).numpy()
-    names = [f"{i:03d}_{test_samples[i].defect_type}_{Path(test_samples[i].image_path).stem}" for i in chosen]
-    value_range = (float(evaluation.maps.min()), float(evaluation.maps.max()))
-    return save_overlays(
-        out / "overlays", images, evaluation.masks[chosen], evaluation.maps[chosen], names, value_range
-    )
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -156,45 +115,44 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit, evaluate, and write metrics.json plus overlays into --out."""
-    from fractalad.data import load_category
-    from fractalad.detectors.evaluate import evaluate
-    from fractalad.detectors.registry import create_detector
+    """One run through the benchmark's run_one; metrics.json holds its RunSpec and RunResult, plus overlays."""
+    from fractalad.bench.evaluate import RunOptions, run_one
+    from fractalad.bench.grid import single_run_spec
     from fractalad.devices import resolve_device
+    from fractalad.files import write_text_atomic
+    from fractalad.report.overlays import save_example_overlays
 
     check_outputs(args)
     resolve_device(args.device)
-    category = load_category(args.dataset, args.root, args.category)
-    detector = create_detector(args.method, **detector_params(args))
-    evaluation = evaluate(
-        detector, category, size=args.size, batch_size=args.batch_size, device=args.device, progress=True
+
+    spec = single_run_spec(
+        args.dataset, args.root, args.category, args.method, detector_params(args), args.size
     )
-    extractor = getattr(detector, "extractor_", None)
-    overlays = write_overlays(args.out, evaluation, category.test, args.size, args.overlays)
+    options = RunOptions(
+        batch_size=args.batch_size,
+        examples=args.overlays,
+        progress=True,
+        artifacts_dir=args.out / ARTIFACTS_FOLDER,
+        model_file=args.out / MODEL_FILE if args.save_model else None,
+    )
+    result = run_one(spec, args.device, options)
+    examples = [a for a in result.artifacts if a.path.endswith("examples.npz")]
+    overlays = (
+        save_example_overlays(options.artifacts_dir / examples[0].path, args.out / "overlays")
+        if examples
+        else []
+    )
     payload = {
-        "dataset": args.dataset,
-        "category": category.name,
-        "root": str(category.root),
-        "method": args.method,
-        "params": detector.get_params(),
-        "size": args.size,
-        "n_train": len(category.train),
-        "n_test": len(category.test),
-        "metrics": evaluation.summary(),
-        "weights_id": extractor.weights_id if extractor is not None else args.weights,
-        # epochs run, selection rule, and whether the backbone was fine-tuned (CutPaste, PANDA)
-        "fit_info": getattr(detector, "fit_info_", {}),
-        "normalization": extractor.normalization.as_text() if extractor is not None else None,
-        "versions": versions(),
-        "overlays": [str(p.relative_to(args.out)) for p in overlays],
+        "run_id": result.run_id,
+        "spec": json.loads(spec.to_json()),
+        "result": json.loads(result.to_json()),
+        "artifacts_dir": ARTIFACTS_FOLDER,
+        "overlays": [p.relative_to(args.out).as_posix() for p in overlays],
     }
-    write_json(args.out / "metrics.json", payload)
-    if args.save_model:
-        detector.save(args.out / MODEL_FILE)
-    summary = evaluation.summary()
-    pixel = "n/a" if summary["pixel_auroc"] is None else f"{summary['pixel_auroc']:.4f}"
+    write_text_atomic(args.out / "metrics.json", json.dumps(payload, indent=2, sort_keys=True))
+    pixel = "n/a" if result.pixel_auroc is None else f"{result.pixel_auroc:.4f}"
     print(
-        f"{args.method} {category.name}: image AUROC {summary['image_auroc']:.4f}, pixel AUROC {pixel}, "
-        f"fit {summary['fit_seconds']:.1f} s, predict {summary['predict_seconds']:.1f} s -> {args.out}"
+        f"{args.method} {spec.category}: image AUROC {result.image_auroc:.4f}, pixel AUROC {pixel}, "
+        f"fit {result.fit_seconds:.1f} s, predict {result.predict_seconds:.1f} s -> {args.out}"
     )
     return 0

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _filters(args: argparse.Namespace) -> int:
     from fractalad.files import check_output_file
-    from fractalad.pretrain.filters import save_filter_grid
+    from fractalad.report.filters import save_filter_grid
 
     check_output_file(args.out)
     out = save_filter_grid(args.weights, args.out, arch=args.arch, seed=args.seed)

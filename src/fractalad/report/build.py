@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fractalad.bench.artifacts import default_artifacts
 from fractalad.bench.result import RunResult
 from fractalad.bench.spec import RunSpec
 from fractalad.bench.store import ResultsStore
@@ -35,6 +38,26 @@ def weight_labels(specs: Sequence[RunSpec], reference: str | None, candidate: st
         others = [label for label in labels if label != reference]
         candidate = others[0] if others else reference
     return reference, candidate
+
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_id", "dataset", "category", "method", "weights_label", "layers", "seed", "few_shot",
+    "image_auroc", "pixel_auroc", "aupro", "n_train", "n_test", "fit_seconds", "predict_seconds", "peak_rss_mb",
+)  # fmt: skip
+
+
+def runs_csv(results: Sequence[RunResult]) -> str:
+    """One line per finished run: its axes, metrics (fractions; empty = undefined), sizes, timings, memory."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RUN_COLUMNS)
+    for result in results:
+        spec = result.spec
+        axes = [result.run_id, spec.dataset, spec.category, spec.method, spec.weights_label]
+        axes += [",".join(map(str, spec.layers)), spec.seed, "" if spec.few_shot is None else spec.few_shot]
+        measured = [getattr(result, name) for name in RUN_COLUMNS[len(axes) :]]
+        writer.writerow(axes + ["" if value is None else value for value in measured])
+    return buffer.getvalue()
 
 
 def draw_figures(
@@ -72,7 +95,7 @@ def build_report(
             path = out / "tables" / f"{table.key}{suffix}"
             write_text_atomic(path, text)
             written.append(path)
-    artifacts_dir = Path(artifacts) if artifacts else store_path.with_name(f"{store_path.stem}-artifacts")
+    artifacts_dir = Path(artifacts) if artifacts else default_artifacts(store_path)
     figures = draw_figures(results, labels, out, artifacts_dir)
     state = "complete" if counts["done"] == sum(counts.values()) else "partial"
     summary = (
@@ -80,6 +103,9 @@ def build_report(
         f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run). "
         f"Reference {labels[0]!r}, candidate {labels[1]!r}."
     )
+    runs = out / "runs.csv"
+    write_text_atomic(runs, runs_csv(results))
+    written.append(runs)
     markdown = out / "report.md"
     write_text_atomic(
         markdown, f"# fractalad report\n\n{summary}\n\n" + "\n".join(to_markdown(t) for t in tables)

@@ -1,5 +1,6 @@
-"""Figures from stored results and artefacts: spider charts of category groups (paper Fig. 3), the
-feature-hierarchy study (Figs. 4-6) and qualitative maps (Fig. 7). Every PNG is written atomically."""
+"""Figures from stored results and artefacts: every metric per category, spider charts of category groups
+(paper Fig. 3), the feature-hierarchy study (Figs. 4-6) and qualitative maps (Fig. 7); the weights' figures
+(Figs. 2 and 8) come from report.weights_figures. Every PNG is written atomically (report.png)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,23 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import numpy as np
 
 from fractalad.bench.artifacts import EXAMPLES_FILE, read_examples
 from fractalad.bench.result import RunResult
-from fractalad.files import atomic_path
 from fractalad.report.grid_tables import collect_cells
-from fractalad.report.paper import GROUPS, METRIC_TITLES, METRICS, method_order, method_title
+from fractalad.report.paper import (
+    GROUPS,
+    METRIC_TITLES,
+    METRICS,
+    category_order,
+    method_order,
+    method_title,
+)
+from fractalad.report.png import save_figure
 
 HIERARCHY_METHODS: tuple[str, ...] = ("patchcore", "padim")
-
-
-def save_figure(figure: plt.Figure, path: Path) -> Path:
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(figure)
-    return path
 
 
 def spider(results: Sequence[RunResult], labels: tuple[str, str], dataset: str, path: Path) -> Path | None:
@@ -145,11 +141,54 @@ def qualitative(
     return save_figure(figure, path)
 
 
+def category_bars(results: Sequence[RunResult], dataset: str, path: Path) -> Path | None:
+    """Every metric per category, one panel per (metric, method), one bar colour per weights label."""
+    cells = collect_cells(results)
+    runs = [r for r in results if r.spec.dataset == dataset]
+    methods = method_order({r.spec.method for r in runs})
+    categories = category_order(dataset, {r.spec.category for r in runs})
+    labels = list(dict.fromkeys(r.spec.weights_label for r in runs))
+    metrics = [m for m in METRICS if any(k[0] == dataset and k[4] == m for k in cells.values)]
+    if not metrics:
+        return None
+    figure, axes = plt.subplots(
+        len(metrics), len(methods), figsize=(max(4.5, 0.45 * len(categories) * len(labels)) * len(methods),
+        3.2 * len(metrics)), squeeze=False,
+    )  # fmt: skip
+    width, positions = 0.8 / len(labels), np.arange(len(categories))
+    for i, metric in enumerate(metrics):
+        for j, method in enumerate(methods):
+            axis = axes[i][j]
+            for k, label in enumerate(labels):
+                values = [cells.get(dataset, c, method, label, metric) for c in categories]
+                heights = [np.nan if v is None else v for v in values]  # a missing run shows as no bar
+                axis.bar(positions + (k - (len(labels) - 1) / 2) * width, heights, width, label=label)
+            axis.set_xticks(positions, categories, rotation=30, ha="right", fontsize=8)
+            axis.set_ylim(0, 100)
+            axis.axhline(50, color="grey", linewidth=0.6, linestyle=":")
+            axis.set_title(f"{method_title(method)} — {METRIC_TITLES[metric]}", fontsize=9)
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
 def figure_set(
     results: Sequence[RunResult], labels: tuple[str, str], out: Path, artifacts: Path
 ) -> list[tuple[str, Path]]:
     """Every figure the results support, as (caption, path)."""
+    from fractalad.report.weights_figures import filters_figure, fractal_figures
+
     figures: list[tuple[str, Path | None]] = []
+    for dataset in sorted({r.spec.dataset for r in results}):
+        figures.append(
+            (
+                f"{dataset}: every metric per category",
+                category_bars(results, dataset, out / f"categories_{dataset}.png"),
+            )
+        )
+    figures.append(
+        ("Fig. 2: first-layer filters of the grid's weights", filters_figure(results, out / "filters.png"))
+    )
     for dataset in sorted({r.spec.dataset for r in results} & set(GROUPS)):
         figures.append(
             (
@@ -161,4 +200,5 @@ def figure_set(
     figures.append(
         ("Fig. 7: qualitative maps", qualitative(results, labels, artifacts, out / "qualitative.png"))
     )
-    return [(caption, path) for caption, path in figures if path is not None]
+    drawn = [(caption, path) for caption, path in figures if path is not None]
+    return drawn + fractal_figures(results, out)

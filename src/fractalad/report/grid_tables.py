@@ -42,7 +42,9 @@ class Table:
 
     def best(self) -> set[tuple[int, int, int]]:
         """(row, column, side) of the highest value per column and side (0 reference, 1 candidate), means out."""
-        marked = set()
+        marked: set[tuple[int, int, int]] = set()
+        if self.key.endswith("_std"):
+            return marked  # a spread has no best
         for column in range(len(self.header)):
             for side in (0, 1):
                 values = [
@@ -191,6 +193,73 @@ def expected_categories(specs: Sequence[RunSpec | RunResult]) -> dict[str, list[
     return {d: category_order(d, c | set(CATEGORY_ORDER.get(d, ()))) for d, c in found.items()}
 
 
+def _seed_means(
+    results: Sequence[RunResult], dataset: str, metric: str, layers: dict[str, tuple[int, ...]]
+) -> tuple[dict[tuple[str, str, int | None], list[float]], set[str]]:
+    """Per (method, label, k): one mean over the few-shot categories per seed, for seeds that cover them all."""
+    by_seed: dict[tuple[str, str, int | None, int], dict[str, float]] = defaultdict(dict)
+    few_shot_categories = set()
+    for result in results:
+        spec, value = result.spec, getattr(result, metric)
+        if spec.dataset != dataset or spec.layers != layers.get(spec.method) or value is None:
+            continue
+        by_seed[(spec.method, spec.weights_label, spec.few_shot, spec.seed)][spec.category] = 100.0 * value
+        if spec.few_shot is not None:
+            few_shot_categories.add(spec.category)
+    means: dict[tuple[str, str, int | None], list[float]] = defaultdict(list)
+    for (method, label, k, _), values in sorted(by_seed.items(), key=lambda item: str(item[0])):
+        if few_shot_categories and few_shot_categories <= set(values):
+            means[(method, label, k)].append(statistics.fmean(values[c] for c in few_shot_categories))
+    return means, few_shot_categories
+
+
+def few_shot_tables(results: Sequence[RunResult], labels: tuple[str, str]) -> list[Table]:
+    """SPECS.md §12: per dataset and metric, k as rows ("full" last), methods as columns; the mean over seeds of
+    each seed's mean over the few-shot categories, and the standard deviation over seeds in a second table."""
+    layers = main_layers(results)
+    tables = []
+    for dataset in sorted({r.spec.dataset for r in results if r.spec.few_shot is not None}):
+        methods = method_order({r.spec.method for r in results if r.spec.dataset == dataset})
+        for metric in METRICS:
+            means, categories = _seed_means(results, dataset, metric, layers)
+            ks = sorted({k for _, _, k in means if k is not None}) + (
+                [None] if any(k is None for *_, k in means) else []
+            )
+            if not ks:
+                continue
+            seeds = {len(v) for v in means.values()}
+            mean_rows, std_rows = [], []
+            for k in ks:
+                runs = [[means.get((m, label, k), []) for label in labels] for m in methods]
+                mean_rows.append([tuple(statistics.fmean(v) if v else None for v in pair) for pair in runs])
+                std_rows.append(
+                    [tuple(statistics.stdev(v) if len(v) > 1 else None for v in pair) for pair in runs]
+                )
+            rows = [f"k={k}" if k is not None else "full" for k in ks]
+            header = [method_title(m) for m in methods]
+            title = f"Few-shot {dataset} {METRIC_TITLES[metric]} ({labels[0]}/{labels[1]}, %)"
+            note = (
+                f"each seed's mean over {len(categories)} categories, then over seeds "
+                f"({'/'.join(map(str, sorted(seeds)))} per cell); std is the sample standard deviation"
+            )
+            partial = (
+                " — partial" if any(v is None for row in mean_rows for pair in row for v in pair) else ""
+            )
+            tables.append(
+                Table(
+                    f"fewshot_{dataset}_{metric}",
+                    f"{title}: mean over seeds{partial}",
+                    header,
+                    rows,
+                    mean_rows,
+                    [note],
+                )
+            )
+            tables.append(Table(f"fewshot_{dataset}_{metric}_std", f"{title}: std over seeds{partial}", header,
+                                rows, std_rows, [note]))  # fmt: skip
+    return tables
+
+
 def build_tables(
     results: Sequence[RunResult], labels: tuple[str, str], grid: Sequence[RunSpec] | None = None
 ) -> list[Table]:
@@ -211,4 +280,4 @@ def build_tables(
             tables.append(ours)
             paper = paper_table(ours, dataset, metric, methods)
             tables += list(paper) if paper else []
-    return tables
+    return tables + few_shot_tables(results, labels)

@@ -11,6 +11,7 @@ from fractalad.bench.grid import expand_grid, load_grid, read_grid
 from fractalad.bench.spec import RunSpec, canonical_json, few_shot_subset, weights_identity
 from fractalad.data.records import Sample
 from fractalad.errors import InputError
+from fractalad.provenance import file_sha256, weights_sha256
 
 
 def test_run_id_is_the_hash_of_identity_fields_only() -> None:
@@ -105,3 +106,24 @@ def test_bad_grid_files_are_refused_with_the_valid_choices(
     path = write_grid(tmp_path, GRID.format(root=synthetic_root).replace(change, message))
     with pytest.raises(InputError, match=expected[key]):
         expand_grid(read_grid(path), str(path))
+
+
+def _safetensors_bytes(header: str, data: bytes) -> bytes:
+    encoded = header.encode()
+    return len(encoded).to_bytes(8, "little") + encoded + data
+
+
+def test_weights_hash_ignores_safetensors_metadata_order_but_not_values(tmp_path: Path) -> None:
+    tensor = '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+    first, second, edited = (tmp_path / f"{name}.safetensors" for name in ("a", "b", "c"))
+    first.write_bytes(
+        _safetensors_bytes('{"__metadata__":{"arch":"resnet18","std":"0.5"},' + tensor + "}", b"\0\0\x80?")
+    )
+    second.write_bytes(
+        _safetensors_bytes("{" + tensor + ',"__metadata__":{"std":"0.5","arch":"resnet18"}}', b"\0\0\x80?")
+    )
+    edited.write_bytes(
+        _safetensors_bytes('{"__metadata__":{"arch":"resnet18","std":"0.5"},' + tensor + "}", b"\0\0\0@")
+    )
+    assert file_sha256(first) != file_sha256(second)  # safetensors writes its metadata in hash-map order
+    assert weights_sha256(first) == weights_sha256(second) != weights_sha256(edited)

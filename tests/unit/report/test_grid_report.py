@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import pytest
+from bench_rows import make_result, make_spec
 
-from bench_rows import make_result, make_spec  # noqa: E402
-
-from fractalad.bench.store import ResultsStore  # noqa: E402
-from fractalad.report.build import build_report  # noqa: E402
-from fractalad.report.grid_tables import build_tables  # noqa: E402
-from fractalad.report.paper import CATEGORY_ORDER, paper_numbers  # noqa: E402
-from fractalad.report.render import to_latex, to_markdown  # noqa: E402
+from fractalad.bench.store import ResultsStore
+from fractalad.report.build import build_report
+from fractalad.report.grid_tables import build_tables
+from fractalad.report.paper import CATEGORY_ORDER, paper_numbers
+from fractalad.report.render import to_latex, to_markdown
 
 
 def mvtec_results(categories, auroc_by_label):
@@ -73,3 +71,20 @@ def test_report_writes_tables_and_one_self_contained_html(tmp_path: Path) -> Non
     assert "3 of 4 runs done (partial grid" in page and "Table 3: mvtec image AUROC" in page
     assert "<script" not in page and "src='http" not in page
     assert (tmp_path / "out" / "tables" / "table3_mvtec_image_auroc.tex").is_file()
+
+
+def test_few_shot_table_gives_mean_and_std_over_seeds_of_category_means() -> None:
+    results = []
+    for k, base in ((1, 0.60), (2, 0.70), (None, 0.90)):
+        for seed, shift in ((0, 0.0), (1, 0.02), (2, 0.04)):
+            for category, offset in (("tile", 0.0), ("weave", 0.10)):
+                for label, gap in (("imagenet", 0.0), ("fractal", -0.2)):
+                    spec = make_spec(category, seed=seed, few_shot=k, weights_label=label, weights_id=label)
+                    results.append(make_result(spec, base + shift + offset + gap))
+    tables = {t.key: t for t in build_tables(results, ("imagenet", "fractal"))}
+    mean, std = tables["fewshot_synthetic_image_auroc"], tables["fewshot_synthetic_image_auroc_std"]
+    assert mean.row_names == ["k=1", "k=2", "full"] and std.row_names == mean.row_names
+    # k=1, seed s: category mean = 60 + 2s + 5 (imagenet), 20 points lower (fractal); over seeds: 67 and 47.
+    assert mean.cells[0][0] == pytest.approx((67.0, 47.0)) and mean.cells[2][0] == pytest.approx((97.0, 77.0))
+    assert std.cells[1][0] == pytest.approx((2.0, 2.0)) and not std.best()
+    assert "then over seeds (3 per cell)" in mean.notes[0]

@@ -12,7 +12,7 @@ from PIL import Image
 from fractalad.backbones.factory import create_classifier
 from fractalad.backbones.weights import save_weights
 from fractalad.errors import InputError
-from fractalad.pretrain.filters import filter_grid, first_layer_filters, save_filter_grid
+from fractalad.report.filters import filter_grid, first_layer_filters, save_filter_grid
 
 
 def test_grid_layout_and_per_kernel_scaling() -> None:
