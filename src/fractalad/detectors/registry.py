@@ -15,6 +15,8 @@ from fractalad.errors import InputError
 DETECTORS: dict[str, str] = {
     "patchcore": "fractalad.detectors.patchcore:PatchCore",
     "padim": "fractalad.detectors.padim:PaDiM",
+    "fastflow": "fractalad.detectors.fastflow:FastFlow",
+    "cflow": "fractalad.detectors.cflow:CFlow",
 }
 
 

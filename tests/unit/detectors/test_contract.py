@@ -15,6 +15,8 @@ from fractalad.errors import InputError
 FAST_PARAMS: dict[str, dict] = {
     "patchcore": {"layers": (2, 3), "coreset_ratio": 0.25},
     "padim": {"layers": (1, 2, 3), "n_features": 50},
+    "fastflow": {"input_size": 64, "flow_steps": 4, "epochs": 1, "batch_size": 4},
+    "cflow": {"epochs": 1, "sub_epochs": 1, "batch_size": 4, "fiber_batch_size": 16, "coupling_blocks": 2},
 }
 
 
