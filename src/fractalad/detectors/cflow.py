@@ -179,16 +179,16 @@ class CFlow(BaseDetector):
         return log_likelihood(z, log_jac) / rows.shape[1]
 
     def fibre_losses(self, images: torch.Tensor, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """One loss per fibre batch: the vectors of each layer shuffled, cut into full batches of fiber_batch_size."""
+        """One loss per fibre batch: each layer's vectors shuffled and cut into full batches of fiber_batch_size.
+
+        The remainder is dropped, as in the official code; a (last, small) image batch with fewer vectors than
+        fiber_batch_size at a layer trains that layer on all of them in one step instead of skipping it.
+        """
         for layer, (rows, conditions, _) in enumerate(self.fibres(images)):
-            if rows.shape[0] < self.fiber_batch_size:
-                raise InputError(
-                    f"C-Flow layer{self.layers[layer]} gives {rows.shape[0]} feature vectors per batch, fewer "
-                    f"than fiber_batch_size={self.fiber_batch_size}; lower fiber_batch_size or raise batch_size"
-                )
+            size = min(self.fiber_batch_size, rows.shape[0])
             order = torch.randperm(rows.shape[0], generator=generator).to(rows.device)
-            for start in range(0, rows.shape[0] - self.fiber_batch_size + 1, self.fiber_batch_size):
-                index = order[start : start + self.fiber_batch_size]
+            for start in range(0, rows.shape[0] - size + 1, size):
+                index = order[start : start + size]
                 log_p = self.per_dim_log_likelihood(layer, rows[index], conditions[index])
                 yield -F.logsigmoid(log_p).mean()
 
