@@ -67,6 +67,26 @@ def cflow_lr_factor(
     return cosine(meta_epoch)
 
 
+class FibreOrder:
+    """Generators for the fibre shuffles, a function of (seed, sub-epoch, batch): a resumed fit redraws them.
+
+    The sub-epoch is read from the LR scheduler, whose state the training checkpoint restores.
+    """
+
+    def __init__(self, seed: int, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.seed = seed
+        self.scheduler = scheduler
+        self.sub_epoch = -1
+        self.batch = 0
+
+    def next_generator(self) -> torch.Generator:
+        """A fresh generator for the next image batch."""
+        if self.scheduler.last_epoch != self.sub_epoch:
+            self.sub_epoch, self.batch = self.scheduler.last_epoch, 0
+        self.batch += 1
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.sub_epoch) * 100_003 + self.batch)
+
+
 class CFlow(BaseDetector):
     """Position-conditioned flows on single feature vectors of layer2-4; anomaly = low likelihood."""
 
@@ -218,13 +238,13 @@ class CFlow(BaseDetector):
                 self.lr_min_factor,
             ),
         )
-        generator = torch.Generator().manual_seed(self.seed)
+        fibre_order = FibreOrder(self.seed, scheduler)
         params = {**self.get_params(), "weights_id": self.extractor_.weights_id}
         record = train_epochs(
             {"flows": self.flows_},
             optimizer,
             train,
-            lambda images: self.fibre_losses(images, generator),
+            lambda images: self.fibre_losses(images, fibre_order.next_generator()),
             epochs=self.epochs * self.sub_epochs,
             batch_size=self.batch_size,
             seed=self.seed,

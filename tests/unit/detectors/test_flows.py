@@ -134,3 +134,26 @@ def test_fastflow_refuses_images_of_another_size():
 def test_bad_hyper_parameters_are_refused(name, params, message):
     with pytest.raises(InputError, match=message):
         create_detector(name, **params)
+
+
+def test_cflow_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    train = texture(8, seed=1)
+    params = {**CFLOW_FAST, "sub_epochs": 2, "batch_size": 8}
+    uninterrupted = CFlow(backbone="resnet18", weights="random", **params).fit(train, device="cpu")
+    original, calls = CFlow.fibre_losses, []
+
+    def dies_in_second_sub_epoch(self, images, generator):
+        calls.append(1)
+        if len(calls) == 2:  # one image batch per sub-epoch: the second call starts sub-epoch 2
+            raise KeyboardInterrupt
+        return original(self, images, generator)
+
+    monkeypatch.setattr(CFlow, "fibre_losses", dies_in_second_sub_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        CFlow(backbone="resnet18", weights="random", **params).fit(train, device="cpu", work_dir=tmp_path)
+    monkeypatch.setattr(CFlow, "fibre_losses", original)
+    resumed = CFlow(backbone="resnet18", weights="random", **params).fit(
+        train, device="cpu", work_dir=tmp_path
+    )
+    probe = texture(2, seed=7)
+    torch.testing.assert_close(resumed.predict(probe).anomaly_maps, uninterrupted.predict(probe).anomaly_maps)
