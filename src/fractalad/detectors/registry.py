@@ -17,6 +17,8 @@ DETECTORS: dict[str, str] = {
     "padim": "fractalad.detectors.padim:PaDiM",
     "cutpaste": "fractalad.detectors.cutpaste:CutPaste",
     "panda": "fractalad.detectors.panda:PANDA",
+    "fastflow": "fractalad.detectors.fastflow:FastFlow",
+    "cflow": "fractalad.detectors.cflow:CFlow",
 }
 
 

@@ -1,0 +1,190 @@
+"""FastFlow (Yu et al. 2021): a 2-D normalising flow per feature scale of a frozen backbone.
+
+Recipe of the reference re-implementation (gathierry/FastFlow) for ResNets: layer1-3 features, a trainable
+LayerNorm over each whole (C, H, W) map (it pins the input size), 8 FrEIA AllInOneBlocks per scale with 3x3 conv
+subnets (hidden ratio 1.0, clamp 2.0), Adam 1e-3 / wd 1e-5, batch 32, 500 epochs. The map is the mean over scales
+of -exp(-0.5 mean_c z^2), upsampled bilinearly; the image score is its maximum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fractalad.backbones.factory import FeatureExtractor, Normalization
+from fractalad.detectors.base import (
+    BaseDetector,
+    Prediction,
+    TrainSet,
+    check_finite,
+    check_images,
+    normalization_param,
+)
+from fractalad.detectors.components.flows import fastflow_graph, numpy_seeded
+from fractalad.detectors.components.training import (
+    build_optimizer,
+    fingerprint,
+    mean_validation_loss,
+    train_epochs,
+)
+from fractalad.errors import InputError
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise InputError(f"FastFlow {name} must be positive, got {value}")
+
+
+class FastFlow(BaseDetector):
+    """Per-scale 2-D flows on LayerNorm-ed frozen features; anomaly = low likelihood."""
+
+    name: ClassVar[str] = "fastflow"
+    fitted = ("norms_", "flows_")
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        weights: str = "imagenet",
+        layers: Sequence[int] = (1, 2, 3),
+        normalization: Normalization | str | None = None,
+        input_size: int = 256,
+        flow_steps: int = 8,
+        conv3x3_only: bool = True,
+        hidden_ratio: float = 1.0,
+        clamp: float = 2.0,
+        epochs: int = 500,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (
+            ("input_size", input_size),
+            ("flow_steps", flow_steps),
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("hidden_ratio", hidden_ratio),
+            ("clamp", clamp),
+            ("lr", lr),
+        ):
+            _positive(name, value)
+        if weight_decay < 0:
+            raise InputError(f"FastFlow weight_decay must be >= 0, got {weight_decay}")
+        if not 0.0 <= validation_fraction < 1.0:
+            raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        self.backbone = backbone
+        self.weights = str(weights)
+        self.layers = tuple(int(x) for x in layers)
+        self.normalization = normalization_param(normalization)
+        self.input_size = int(input_size)
+        self.flow_steps = int(flow_steps)
+        self.conv3x3_only = bool(conv3x3_only)
+        self.hidden_ratio = float(hidden_ratio)
+        self.clamp = float(clamp)
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.validation_fraction = float(validation_fraction)
+        self.seed = int(seed)
+        self.norms_: nn.ModuleList | None = None
+        self.flows_: nn.ModuleList | None = None
+
+    def feature_shapes(self, extractor: FeatureExtractor) -> list[tuple[int, int, int]]:
+        """(C, H, W) of each layer's map at `input_size`, from the backbone's reported channels and strides."""
+        shapes = []
+        for channels, stride in zip(extractor.channels, extractor.strides, strict=True):
+            if self.input_size % stride:
+                raise InputError(
+                    f"FastFlow input_size={self.input_size} is not a multiple of the backbone stride {stride}"
+                )
+            shapes.append((channels, self.input_size // stride, self.input_size // stride))
+        return shapes
+
+    def build(self, extractor: FeatureExtractor) -> None:
+        """One trainable LayerNorm over [C, H, W] and one flow per scale."""
+        shapes = self.feature_shapes(extractor)
+        self.norms_ = nn.ModuleList(nn.LayerNorm(list(shape), elementwise_affine=True) for shape in shapes)
+        with numpy_seeded(self.seed):
+            self.flows_ = nn.ModuleList(
+                fastflow_graph(shape, self.flow_steps, self.conv3x3_only, self.hidden_ratio, self.clamp)
+                for shape in shapes
+            )
+
+    def latents(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(B, 3, S, S) -> per scale z (B, C, h, w) and log|det J| (B,); gradients flow into norms and flows."""
+        extractor = self.extractor_
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            raise InputError(
+                f"FastFlow was built for {self.input_size}x{self.input_size} images (its LayerNorm pins the "
+                f"size) but got {tuple(images.shape[-2:])}; resize the images or set input_size"
+            )
+        with torch.no_grad():
+            features = extractor(images.to(self.device_))
+        check_finite(features[-1], "backbone features", extractor.weights_id)
+        zs, log_jacs = [], []
+        for norm, flow, feature in zip(self.norms_, self.flows_, features, strict=True):
+            z, log_jac = flow(norm(feature))
+            zs.append(z)
+            log_jacs.append(log_jac)
+        return zs, log_jacs
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """Sum over scales of mean_b(0.5 sum z^2 - log|det J|): the negative log-likelihood up to a constant."""
+        zs, log_jacs = self.latents(images)
+        return sum(
+            (0.5 * z.pow(2).sum((1, 2, 3)) - log_jac).mean() for z, log_jac in zip(zs, log_jacs, strict=True)
+        )
+
+    def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
+        validation = None
+        if self.validation_fraction > 0:
+            train, validation = train.split(self.validation_fraction, self.seed)
+        modules = {"norms": self.norms_, "flows": self.flows_}
+        parameters = [*self.norms_.parameters(), *self.flows_.parameters()]
+        optimizer = build_optimizer("adam", parameters, self.lr, self.weight_decay)
+        params = {**self.get_params(), "weights_id": self.extractor_.weights_id}
+        record = train_epochs(
+            modules,
+            optimizer,
+            train,
+            self.loss,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device_,
+            progress=progress,
+            work_dir=work_dir,
+            run_fingerprint=fingerprint(params, len(train)),
+            validation=validation,
+            validate=mean_validation_loss(self.loss, self.batch_size, self.device_),
+            desc="fastflow",
+        )
+        self.fit_info_ = record.as_info()
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """(B, 3, H, W) in [0, 1] -> Prediction(image_scores (B,), anomaly_maps (B, H, W))."""
+        extractor = self.require_fitted()
+        images = check_images(images)
+        zs, _ = self.latents(images)
+        size = images.shape[-2:]
+        per_scale = [
+            F.interpolate(
+                -torch.exp(-0.5 * z.pow(2).mean(1, keepdim=True)),
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+            )
+            for z in zs
+        ]  # each (B, 1, H, W)
+        maps = torch.stack(per_scale).mean(0)[:, 0].float()
+        scores = maps.flatten(1).amax(1)
+        check_finite(scores, "FastFlow image scores", extractor.weights_id)
+        return Prediction(image_scores=scores.cpu(), anomaly_maps=maps.cpu())

@@ -1,0 +1,1 @@
+"""Adapters that drive reference implementations (Anomalib) with our weights, for parity tests and benchmarks."""
