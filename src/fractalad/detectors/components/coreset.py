@@ -70,7 +70,7 @@ def greedy_coreset(features_t: torch.Tensor, n_select: int, generator: torch.Gen
     n_select = max(1, min(n_select, n_rows))
     first = int(torch.randint(n_rows, (1,), generator=generator))
     if features_t.device.type != "cpu":
-        return _traverse_torch(features_t, n_select, first)
+        return traverse_torch(features_t, n_select, first)
     selected, _ = traverse_compiled(features_t.contiguous().numpy(), n_select, first)
     return torch.from_numpy(selected)
 
@@ -116,7 +116,7 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
     return selected, TraversalCounts(n_select, n, int(skipped), int(exact), int(moved))
 
 
-def _traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch.Tensor:
+def traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch.Tensor:
     """Plain farthest-first traversal: per step one mat-vec (d, N) and three O(N) updates, no host sync."""
     sq_norm = torch.linalg.vector_norm(features_t, dim=0).square_()  # (N,)
     selected = torch.empty(n_select, dtype=torch.long, device=features_t.device)
