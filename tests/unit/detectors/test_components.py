@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fractalad.detectors.components.blur import gaussian_blur, gaussian_kernel1d, kernel_size_for
 from fractalad.detectors.components import coreset_kernels
+from fractalad.detectors.components.blur import gaussian_blur, gaussian_kernel1d, kernel_size_for
 from fractalad.detectors.components.coreset import (
     greedy_coreset,
     jl_min_dim,
@@ -53,10 +53,12 @@ def test_greedy_coreset_equals_textbook_traversal(kind: str):
     assert len(set(selected.tolist())) == 300
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
+@pytest.mark.parametrize("kind", ["gaussian", "clustered", "offset"])
 def test_device_traversal_equals_textbook_traversal(kind: str):
-    features = coreset_features(kind).double()  # the mat-vec path, run here on the CPU
-    assert traverse_torch(features.T.contiguous(), 200, 17).tolist() == plain_greedy(features, 200, 17)
+    features = coreset_features(kind)  # float32 through the mat-vec path, run here on the CPU
+    assert traverse_torch(features.T.contiguous(), 200, 17).tolist() == plain_greedy(
+        features.double(), 200, 17
+    )
 
 
 def test_int8_bound_holds_and_decides_almost_every_point():

@@ -65,20 +65,27 @@ def greedy_coreset(features_t: torch.Tensor, n_select: int, generator: torch.Gen
     coreset_kernels); other devices run the plain traversal as one mat-vec per step.
     """
     if features_t.ndim != 2 or features_t.shape[1] == 0:
-        raise InputError(f"greedy_coreset needs features (d, N) with N >= 1, got shape {tuple(features_t.shape)}")
+        raise InputError(
+            f"greedy_coreset needs features (d, N) with N >= 1, got shape {tuple(features_t.shape)}"
+        )
     n_rows = features_t.shape[1]
     n_select = max(1, min(n_select, n_rows))
     first = int(torch.randint(n_rows, (1,), generator=generator))
     if features_t.device.type != "cpu":
         return traverse_torch(features_t, n_select, first)
-    selected, _ = traverse_compiled(features_t.contiguous().numpy(), n_select, first)
+    if features_t.dtype != torch.float64:
+        features_t = features_t.float()
+    selected, _ = traverse_compiled(features_t.detach().contiguous().numpy(), n_select, first)
     return torch.from_numpy(selected)
 
 
 @dataclass(frozen=True)
 class TraversalCounts:
-    """What the compiled traversal touched: points skipped by the triangle inequality, exact distances
-    computed, and how many of those moved a point to the new centre (the rest were bounds too loose to decide)."""
+    """What the compiled traversal touched.
+
+    skipped: points passed over by the triangle inequality; exact: exact distances computed; moved: how many
+    of those moved a point to the new centre (the others were points the int8 bound could not decide).
+    """
 
     steps: int
     points: int
@@ -88,17 +95,27 @@ class TraversalCounts:
 
 
 def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[np.ndarray, TraversalCounts]:
-    """Farthest-first traversal of the columns of features (d, N) float32/float64 from column `first`."""
+    """Farthest-first traversal of the columns of features (d, N) float32/float64 from column `first`.
+
+    Besides the (d, N) input it holds a row-major copy (4 B per value, read only for exact distances) and the
+    int8 codes (1 B per value, read every step): peak memory is about 2.25x the projection.
+    """
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     dim, n = features.shape
     mean = features.mean(axis=1, dtype=np.float64)  # centring keeps the int8 codes' error small
     rows, codes = np.empty((n, dim), features.dtype), np.empty((n, dim), np.int8)
     scale, sq32, code_error = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
     sq_norm = np.empty(n)
-    kernels.encode(features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(dim))
+    kernels.encode(
+        features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(dim)
+    )
     min_sq = np.full(n, np.inf)
     owner = np.zeros(n, np.int32)
-    centres, centre_sq, to_centres = np.empty((n_select, dim), np.float32), np.empty(n_select), np.empty(n_select)
+    centres, centre_sq, to_centres = (
+        np.empty((n_select, dim), np.float32),
+        np.empty(n_select),
+        np.empty(n_select),
+    )
     selected = np.empty(n_select, np.int64)
     selected[0] = first
     n_chunks = max(1, -(-n // POINTS_PER_CHUNK))
@@ -108,8 +125,25 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
         for start in range(0, n_select, STEPS_PER_CALL):
             stop = min(n_select, start + STEPS_PER_CALL)
             kernels.run_steps(
-                rows, mean, codes, scale, sq_norm, sq32, code_error, min_sq, owner, centres, centre_sq, to_centres, selected, chunk_best, chunk_index, chunk_counts,
-                probe, start, stop,
+                rows,
+                mean,
+                codes,
+                scale,
+                sq_norm,
+                sq32,
+                code_error,
+                min_sq,
+                owner,
+                centres,
+                centre_sq,
+                to_centres,
+                selected,
+                chunk_best,
+                chunk_index,
+                chunk_counts,
+                probe,
+                start,
+                stop,
             )
             progress.update(stop - start)
     skipped, exact, moved = chunk_counts.sum(axis=0)
@@ -117,7 +151,14 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
 
 
 def traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch.Tensor:
-    """Plain farthest-first traversal: per step one mat-vec (d, N) and three O(N) updates, no host sync."""
+    """Plain farthest-first traversal: per step one mat-vec (d, N) and three O(N) updates, no host sync.
+
+    Runs on a centred float64 copy, like the compiled path's exact distances: pooled activations share a large
+    offset and clusters sit far from the mean, so |x|^2 - 2 x.c + |c|^2 in float32 would blur distances that
+    differ in the 5th digit. The mat-vec stays memory-bound (8 B per value and step).
+    """
+    features_t = features_t.to(torch.float64, copy=True)  # (d, N), never the caller's tensor
+    features_t -= features_t.mean(dim=1, keepdim=True)
     sq_norm = torch.linalg.vector_norm(features_t, dim=0).square_()  # (N,)
     selected = torch.empty(n_select, dtype=torch.long, device=features_t.device)
     selected[0] = first
