@@ -96,19 +96,75 @@ def _may_be_closer(p, centre32, c_sq, c_norm, best, codes, scale, sq32, code_err
     return coarse - 2.0 * c_norm * code_error[p] - rounding < best
 
 
+@njit(cache=True)
+def _scan_points(  # pragma: no cover
+    lo,
+    hi,
+    step,
+    prune,
+    centre,
+    centre32,
+    c_sq,
+    c_norm,
+    rows,
+    mean,
+    codes,
+    scale,
+    sq_norm,
+    sq32,
+    code_error,
+    min_sq,
+    owner,
+    to_centres,
+):
+    """Update the running minima of points lo..hi-1 for the new centre; (max, its first index, counts)."""
+    best, best_at, skipped, exact, moved = -1.0, -1, 0, 0, 0
+    for p in range(lo, hi):
+        m = min_sq[p]
+        if m > 0.0:
+            if prune and to_centres[owner[p]] >= 4.0 * m * (1.0 + 1e-9):
+                skipped += 1
+            elif m == np.inf or _may_be_closer(p, centre32, c_sq, c_norm, m, codes, scale, sq32, code_error):
+                exact += 1
+                distance = _exact_sq_distance(rows, mean, p, centre, sq_norm[p], c_sq)
+                if distance < m:
+                    m = distance
+                    min_sq[p] = distance
+                    owner[p] = step
+                    moved += 1
+        if m > best:
+            best, best_at = m, p
+    return best, best_at, skipped, exact, moved
+
+
 @njit(cache=True, parallel=True)
 def run_steps(  # pragma: no cover
-    rows, mean, codes, scale, sq_norm, sq32, code_error,
-    min_sq, owner, centres, centre_sq, to_centres, selected, chunk_best, chunk_index, chunk_counts, probe,
-    start, stop,
+    rows,
+    mean,
+    codes,
+    scale,
+    sq_norm,
+    sq32,
+    code_error,
+    min_sq,
+    owner,
+    centres,
+    centre_sq,
+    to_centres,
+    selected,
+    chunk_best,
+    chunk_index,
+    chunk_counts,
+    probe,
+    start,
+    stop,
 ):
     """Traversal steps start..stop-1: selected[step] becomes a centre, selected[step + 1] the farthest point.
 
-    min_sq (N,) float64 running minima (inf before step 0), owner (N,) int32 index of each point's centre,
-    centres (K, d) float32 / centre_sq (K,) the centred centres; probe (3,) int64 = (step of the last
-    triangle-inequality check, points it skipped, running total skipped); chunk_counts (n_chunks, 3) int64 += (points skipped, exact
-    distances, points that moved to the new centre). chunk_best / chunk_index (n_chunks,) are scratch for the parallel argmax (first index among
-    equal maxima).
+    min_sq (N,) float64 running minima (inf before step 0); owner (N,) int32 each point's centre; centres
+    (K, d) float32 and centre_sq (K,) the centred centres; probe (3,) int64 = (step of the last triangle-
+    inequality check, points it skipped, total skipped so far); chunk_counts (n_chunks, 3) int64 += (points
+    skipped, exact distances, points moved); chunk_best / chunk_index (n_chunks,) hold each chunk's maximum.
     """
     n, dim = rows.shape
     n_chunks = chunk_best.shape[0]
@@ -131,30 +187,32 @@ def run_steps(  # pragma: no cover
                 total = centre_sq[a] + c_sq
                 to_centres[a] = total - 2.0 * np.float64(_row_dot(centres, a, centre32)) - dot_slack * total
         for ci in prange(n_chunks):
-            best, best_at, skipped, exact, moved = -1.0, -1, 0, 0, 0
-            for p in range(ci * chunk, min(n, ci * chunk + chunk)):
-                m = min_sq[p]
-                if m > 0.0:
-                    if prune and to_centres[owner[p]] >= 4.0 * m * (1.0 + 1e-9):
-                        skipped += 1
-                    elif m == np.inf or _may_be_closer(
-                        p, centre32, c_sq, c_norm, m, codes, scale, sq32, code_error
-                    ):
-                        exact += 1
-                        distance = _exact_sq_distance(rows, mean, p, centre, sq_norm[p], c_sq)
-                        if distance < m:
-                            m = distance
-                            min_sq[p] = distance
-                            owner[p] = step
-                            moved += 1
-                if m > best:
-                    best, best_at = m, p
+            best, best_at, skipped, exact, moved = _scan_points(
+                ci * chunk,
+                min(n, ci * chunk + chunk),
+                step,
+                prune,
+                centre,
+                centre32,
+                c_sq,
+                c_norm,
+                rows,
+                mean,
+                codes,
+                scale,
+                sq_norm,
+                sq32,
+                code_error,
+                min_sq,
+                owner,
+                to_centres,
+            )
             chunk_best[ci], chunk_index[ci] = best, best_at
             chunk_counts[ci, 0] += skipped
             chunk_counts[ci, 1] += exact
             chunk_counts[ci, 2] += moved
         best, best_at, skipped_now = -1.0, 0, 0
-        for ci in range(n_chunks):
+        for ci in range(n_chunks):  # first maximum over chunks in order: the first index among equal maxima
             skipped_now += chunk_counts[ci, 0]
             if chunk_best[ci] > best:
                 best, best_at = chunk_best[ci], chunk_index[ci]
