@@ -103,16 +103,18 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     dim, n = features.shape
     mean = features.mean(axis=1, dtype=np.float64)  # centring keeps the int8 codes' error small
-    rows, codes = np.empty((n, dim), features.dtype), np.empty((n, dim), np.int8)
+    # Codes and centres padded with zeros to whole 16-lane vectors: no scalar remainder in the per-point dot.
+    padded = -(-dim // 16) * 16
+    rows, codes = np.empty((n, dim), features.dtype), np.zeros((n, padded), np.int8)
     scale, sq32, code_error = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
     sq_norm = np.empty(n)
     kernels.encode(
-        features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(dim)
+        features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(padded)
     )
     min_sq = np.full(n, np.inf)
     owner = np.zeros(n, np.int32)
     centres, centre_sq, to_centres = (
-        np.empty((n_select, dim), np.float32),
+        np.zeros((n_select, padded), np.float32),
         np.empty(n_select),
         np.empty(n_select),
     )

@@ -1,20 +1,21 @@
-"""Compiled farthest-first traversal: int8 codes bound every distance, exact float64 only where a bound is unsure.
+"""Compiled farthest-first traversal: int8 codes bound every distance, exact float64 only where unsure.
 
 One step of the traversal must look at every point, so its cost is the bytes it reads. The (d, N) float32
-projection is read once, into centred per-point int8 codes (N, d) row-major: 1 byte per value instead of 4. For
-each point p and new centre c the coded distance
+projection is read once, into centred per-point int8 codes (N, d) row-major: 1 byte per value instead of 4.
+For each point p and new centre c the coded distance
 
     D~ = |x_p|^2 + |c|^2 - 2 s_p (q_p . c)           (s_p q_p ~ x_p - mean, centred coordinates)
 
-differs from the true squared distance by at most 2 |c| e_p plus float32 rounding, where e_p >= |x_p - s_p q_p|
-is measured exactly when the codes are made (Cauchy-Schwarz). Only when D~ minus that margin could still beat the
-point's running minimum is its exact float64 distance computed, from a row-major copy of the float32 features
-(contiguous, ~4d bytes). So the selected indices are those of the exact traversal, and a step reads d + 20 bytes
-per point plus the exact rows of the points that (nearly all) do move to the new centre.
+differs from the true squared distance by at most 2 |c| e_p plus float32 rounding, where the bound
+e_p >= |x_p - s_p q_p| is measured exactly when the codes are made (Cauchy-Schwarz). Only when D~ minus that
+margin could still beat the point's running minimum is its exact float64 distance computed, from a row-major
+copy of the float32 features (contiguous, ~4d bytes). So the selected indices are those of the exact
+traversal, and a step reads d + 20 bytes per point plus the exact rows of the points that (nearly all) do
+move to the new centre.
 
 Points whose current centre a is far from the new centre (d(a, c) >= 2 d(p, a), triangle inequality) cannot be
-claimed and are skipped without reading their codes; the step only checks this when the last check paid for the
-centre-to-centre distances it needs.
+claimed and are skipped without reading their codes; the step only checks this when the last check paid for
+the centre-to-centre distances it needs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PRUNE_GAIN = 6
 
 
 def float32_dot_slack(dim: int) -> float:
-    """Relative error bound of a float32 dot product of length dim in any summation order, plus input rounding."""
+    """Relative error bound of a float32 dot product of length dim (any summation order, input rounding)."""
     gamma = dim * UNIT / (1.0 - dim * UNIT)
     return gamma + 4.0 * UNIT
 
@@ -42,9 +43,9 @@ def float32_dot_slack(dim: int) -> float:
 def encode(features, mean, rows, codes, scale, sq_norm, sq32, code_error, slack):  # pragma: no cover
     """Row-major copy and centred int8 codes of the columns of features (d, N).
 
-    Writes rows (N, d) (the same values as features.T), codes (N, d) int8, scale (N,), centred squared norms in
-    float64 and float32, and per-point bounds e_p >= |x_p - mean - scale_p codes_p| widened by the float32 dot
-    rounding (slack).
+    Writes rows (N, d) (the same values as features.T), codes (N, >= d) int8 (columns past d are left as they
+    are: zero padding), scale (N,), centred squared norms in float64 and float32, and per-point bounds
+    e_p >= |x_p - mean - scale_p codes_p| widened by the float32 dot rounding (slack).
     """
     dim, n = features.shape
     block = 64  # consecutive columns: the strided reads of one block share cache lines
@@ -170,7 +171,8 @@ def run_steps(  # pragma: no cover
     n_chunks = chunk_best.shape[0]
     chunk = (n + n_chunks - 1) // n_chunks
     centre = np.empty(dim)
-    dot_slack = 2.0 * (dim * UNIT / (1.0 - dim * UNIT)) + 32.0 * UNIT
+    lanes = centres.shape[1]  # d, or d padded with zeros
+    dot_slack = 2.0 * (lanes * UNIT / (1.0 - lanes * UNIT)) + 32.0 * UNIT
     for step in range(start, stop):
         new = selected[step]
         for j in range(dim):
