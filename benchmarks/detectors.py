@@ -5,17 +5,23 @@ earlier ones. Prints a table and ratios; `--json` writes the raw rows.
 
     .venv/bin/python benchmarks/detectors.py           # full run (Anomalib's PatchCore fit takes minutes)
     .venv/bin/python benchmarks/detectors.py --quick        # small smoke run
+    .venv/bin/python benchmarks/detectors.py --coreset      # coreset selection only, three feature kinds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from numba import njit, prange
 
 CATEGORY = "capsule"
 
@@ -116,6 +122,186 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# --- coreset selection: ours vs Anomalib's KCenterGreedy on identical projected features -------------------------
+
+
+def texture_images(count: int, size: int, seed: int) -> torch.Tensor:
+    """(count, 3, size, size) in [0, 1]: coloured 1/f^b noise (b in [1.5, 2.5]), random anisotropy per image.
+
+    Natural-texture statistics without any data set: patches of such images do not form tight clusters.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    fy = torch.fft.fftfreq(size)[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    images = torch.empty(count, 3, size, size)
+    for i in range(count):
+        slope, stretch = (
+            1.5 + torch.rand(1, generator=generator),
+            0.3 + 1.4 * torch.rand(1, generator=generator),
+        )
+        radius = (fy**2 * stretch + fx**2 / stretch).sqrt().clamp_min(1.0 / size)
+        spectrum = torch.randn(3, size, size // 2 + 1, 2, generator=generator) * radius[..., None] ** (
+            -slope / 2
+        )
+        noise = torch.fft.irfft2(torch.view_as_complex(spectrum), s=(size, size))  # (3, size, size)
+        mixed = torch.einsum("ij,jhw->ihw", torch.rand(3, 3, generator=generator), noise)
+        low, high = mixed.amin(), mixed.amax()
+        images[i] = (mixed - low) / (high - low)
+    return images
+
+
+def patch_features(kind: str, n_images: int, root: Path, size: int) -> torch.Tensor:
+    """(N, C) PatchCore patch features (resnet18 layer2+3, the benchmark's random weights) or Gaussian ones."""
+    from fractalad.data.mvtec import load_mvtec
+    from fractalad.detectors import create_detector
+    from fractalad.detectors.evaluate import ImageBatches
+
+    if kind == "gaussian":
+        return torch.randn(n_images * (size // 8) ** 2, 384, generator=torch.Generator().manual_seed(1))
+    detector = create_detector(
+        "patchcore",
+        backbone="resnet18",
+        weights=str(root / "resnet18-seed0.safetensors"),
+        layers=(2, 3),
+        device="cpu",
+        normalization="imagenet",
+    )
+    extractor = detector._make_extractor()
+    if kind == "texture":
+        batches = texture_images(n_images, size, seed=0).split(16)
+    else:
+        batches = iter(ImageBatches(load_mvtec(root, CATEGORY).train[:n_images], size, 16))
+    rows = []
+    with torch.no_grad():
+        for batch in batches:
+            embedding = detector.embed(extractor, batch)  # (B, C, h, w)
+            rows.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
+    return torch.cat(rows)
+
+
+@njit(parallel=True, fastmath=True)
+def _stream_read(values: np.ndarray) -> float:  # pragma: no cover
+    """Sum of an (N, d) int8 array: one streaming read, the bound for a pass over the int8 codes."""
+    total = 0.0
+    for i in prange(values.shape[0]):
+        row = np.float32(0.0)
+        for j in range(values.shape[1]):
+            row += np.float32(values[i, j])
+        total += row
+    return total
+
+
+def read_bandwidth(n_bytes: int, repeats: int = 20) -> float:
+    """Bytes per second of a multi-threaded streaming read of an array of n_bytes (same threads as the run)."""
+    values = np.ones((n_bytes // 256, 256), np.int8)
+    _stream_read(values)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        _stream_read(values)
+    return values.nbytes * repeats / (time.perf_counter() - start)
+
+
+def anomalib_steps(projected_rows: torch.Tensor, first: int, n_steps: int) -> tuple[list[int], float]:
+    """KCenterGreedy's own per-step methods on the same (N, d) projected features from the same start."""
+    from anomalib.models.components.sampling import KCenterGreedy  # imported (and timed) before: see worker
+
+    sampler = KCenterGreedy(projected_rows[:, :, None], sampling_ratio=0.1)  # 3-D: used as is, no projection
+    sampler.features = projected_rows
+    idx, selected = torch.tensor(first), [first]
+    start = time.perf_counter()
+    for _ in range(n_steps - 1):
+        sampler.update_distances(cluster_center=idx)
+        idx = sampler.get_new_idx()
+        sampler.min_distances.scatter_(0, idx.unsqueeze(0).unsqueeze(1), 0.0)
+        selected.append(int(idx))
+    return selected, time.perf_counter() - start
+
+
+# Steps timed separately, so the steady per-step cost excludes encoding and the all-exact first step.
+PREFIX_STEPS = 64
+
+
+def coreset_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One feature kind and size: ours (all steps) between two halves of Anomalib's timed prefix."""
+    import anomalib.models.components.sampling  # noqa: F401  (before the thread settings below)
+    import numba
+
+    from fractalad.detectors.components.coreset import project_chunks, traverse_compiled
+    from fractalad.detectors.evaluate import peak_rss_mb
+
+    torch.set_num_threads(spec["threads"])
+    numba.set_num_threads(spec["threads"])  # the bandwidth probe runs on as many threads as ours
+    features = patch_features(spec["kind"], spec["n_images"], Path(spec["root"]), spec["size"])
+    projected = project_chunks([features], 0.9, torch.Generator().manual_seed(0))  # (d, N)
+    del features
+    dim, n = projected.shape
+    n_select = int(n * 0.1)
+    steps = min(n_select, spec["steps"]) if spec["steps"] else n_select
+    rows = projected.T.contiguous()
+    first = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(0)))
+    half = max(2, spec["anomalib_steps"] // 2)
+    bandwidth_before = read_bandwidth(n * dim)
+    _, seconds_a = anomalib_steps(rows, first, half)
+    traverse_compiled(projected[:, :4096].contiguous().numpy(), 70, 0)  # compile outside the timing
+    start = time.perf_counter()
+    traverse_compiled(projected.numpy(), PREFIX_STEPS, first)  # set-up (codes, step 0) + a few steps
+    prefix_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours, counts = traverse_compiled(projected.numpy(), steps, first)
+    ours_s = time.perf_counter() - start
+    theirs_b, seconds_b = anomalib_steps(rows, first, 2 * half)
+    bandwidth = (bandwidth_before + read_bandwidth(n * dim)) / 2
+    theirs_step = (seconds_a + seconds_b) / (3 * half - 2)
+    agree = next((i for i, (a, b) in enumerate(zip(ours, theirs_b)) if a != b), min(len(ours), len(theirs_b)))
+    step_bytes = n * (dim + 20)  # int8 codes + running minimum (8 B) + norm, scale, error bound (4 B each)
+    return dict(
+        spec,
+        n=n,
+        dim=dim,
+        steps=steps,
+        ours_s=ours_s,
+        ours_step_ms=1e3 * ours_s / steps,
+        prefix_s=prefix_s,
+        steady_step_ms=1e3 * (ours_s - prefix_s) / max(1, steps - PREFIX_STEPS),
+        anomalib_step_ms=1e3 * theirs_step,
+        ratio=ours_s / (theirs_step * steps),
+        same_selection_steps=agree,
+        compared_steps=min(len(ours), len(theirs_b)),
+        bandwidth_gbs=bandwidth / 1e9,
+        bound_step_ms=1e3 * step_bytes / bandwidth,
+        float32_read_ms=1e3 * 4 * n * dim / bandwidth,
+        exact_per_step=(counts.exact - n) / max(1, steps - 1),
+        skipped_fraction=counts.skipped / (n * max(1, steps - 1)),
+        peak_rss_mb=peak_rss_mb(),
+        load_average=os.getloadavg()[0],
+    )
+
+
+def coreset_report(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of the coreset measurements."""
+    lines = [
+        (
+            "| features | N | d | steps | ours ms/step | Anomalib ms/step | ours/Anomalib | same picks "
+            "| steady ms/step | int8 bound ms | steady/bound | fp32 read ms | GB/s | exact/step "
+            "| skipped | load |"
+        ),
+        "|---" * 16 + "|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['kind']} | {r['n_images']} images | error: {r['error']} |")
+            continue
+        lines.append(
+            f"| {r['kind']} | {r['n']} | {r['dim']} | {r['steps']} | {r['ours_step_ms']:.2f} | "
+            f"{r['anomalib_step_ms']:.1f} | {r['ratio']:.3f} | "
+            f"{r['same_selection_steps']}/{r['compared_steps']} | {r['steady_step_ms']:.2f} | {r['bound_step_ms']:.2f} | "
+            f"{r['steady_step_ms'] / r['bound_step_ms']:.2f} | "
+            f"{r['float32_read_ms']:.2f} | {r['bandwidth_gbs']:.1f} | {r['exact_per_step']:.0f} | "
+            f"{r['skipped_fraction']:.3f} | {r['load_average']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every configuration of one benchmark run."""
     base = {"root": str(args.root), "size": args.size, "threads": args.threads, "predict": True}
@@ -135,9 +321,9 @@ def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
     return specs
 
 
-def run_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+def run_subprocess(spec: dict[str, Any], flag: str = "--worker") -> dict[str, Any]:
     """Run `spec` in a fresh interpreter; its last stdout line is the JSON result."""
-    command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    command = [sys.executable, __file__, flag, json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return dict(spec, error=done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
@@ -183,11 +369,44 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_coreset(args: argparse.Namespace) -> int:
+    """Every (kind, size) coreset measurement, each in its own subprocess."""
+    from fractalad.files import write_text_atomic
+
+    if "synthetic" in args.coreset_kinds:
+        build_data(args.root, args.size, max(args.coreset_images))
+    rows = []
+    for n_images in args.coreset_images:
+        for kind in args.coreset_kinds:
+            spec = {
+                "root": str(args.root),
+                "size": args.size,
+                "threads": args.threads,
+                "kind": kind,
+                "n_images": n_images,
+                "steps": args.coreset_steps,
+                "anomalib_steps": args.anomalib_steps,
+            }
+            print(f"coreset {kind} {n_images} images ...", file=sys.stderr, flush=True)
+            rows.append(run_subprocess(spec, "--coreset-worker"))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(coreset_report(rows))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--coreset-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--coreset", action="store_true", help="measure only the coreset selection")
+    parser.add_argument("--coreset-kinds", nargs="*", default=["synthetic", "gaussian", "texture"])
+    parser.add_argument("--coreset-images", type=int, nargs="*", default=[100, 400], help="N = 1024 x images")
+    parser.add_argument("--coreset-steps", type=int, default=0, help="steps of ours to time (0 = all, 10 %%)")
+    parser.add_argument("--anomalib-steps", type=int, default=200, help="steps of KCenterGreedy to time")
     parser.add_argument(
         "--root", type=Path, default=Path(".cache/bench-detectors"), help="data + weights folder"
     )
@@ -207,6 +426,11 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.coreset_worker:
+        print(json.dumps(coreset_worker(json.loads(args.coreset_worker))))
+        return 0
+    if args.coreset:
+        return run_coreset(args)
     if args.quick:
         args.size, args.n_train, args.memory_series = 64, 16, [8, 16]
         args.root = args.root.with_name(args.root.name + "-quick")

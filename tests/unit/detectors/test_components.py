@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from fractalad.detectors.components import coreset_kernels
 from fractalad.detectors.components.blur import gaussian_blur, gaussian_kernel1d, kernel_size_for
 from fractalad.detectors.components.coreset import (
     greedy_coreset,
     jl_min_dim,
     project_chunks,
     sparse_projection,
+    traverse_compiled,
+    traverse_torch,
 )
 from fractalad.detectors.components.gaussian import fit_gaussians, mahalanobis
 from fractalad.detectors.components.knn import nearest_neighbours
@@ -29,18 +32,69 @@ def plain_greedy(features: torch.Tensor, n_select: int, first: int) -> list[int]
     return selected
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
-def test_greedy_coreset_equals_textbook_traversal(kind: str):
+def coreset_features(kind: str, n: int = 3000, dim: int = 24) -> torch.Tensor:
+    """(N, d) float32 points: no structure, tight clusters, or non-negative with a large common offset."""
     generator = torch.Generator().manual_seed(0)
     if kind == "gaussian":
-        features = torch.randn(3000, 16, generator=generator, dtype=torch.float64)
-    else:
-        centres = 5 * torch.randn(12, 16, generator=generator, dtype=torch.float64)
-        labels = torch.randint(12, (3000,), generator=generator)
-        features = centres[labels] + 0.3 * torch.randn(3000, 16, generator=generator, dtype=torch.float64)
+        return torch.randn(n, dim, generator=generator)
+    if kind == "clustered":
+        centres = 5 * torch.randn(12, dim, generator=generator)
+        labels = torch.randint(12, (n,), generator=generator)
+        return centres[labels] + 0.3 * torch.randn(n, dim, generator=generator)
+    # Like pooled ReLU activations: distances are small next to the norms (hard for expanded distances).
+    return 50.0 + torch.rand(n, dim, generator=generator).square()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered", "offset"])
+def test_greedy_coreset_equals_textbook_traversal(kind: str):
+    features = coreset_features(kind)  # float32, as PatchCore projects
     selected = greedy_coreset(features.T.contiguous(), 300, torch.Generator().manual_seed(1))
-    assert selected.tolist() == plain_greedy(features, 300, int(selected[0]))
+    assert selected.tolist() == plain_greedy(features.double(), 300, int(selected[0]))
     assert len(set(selected.tolist())) == 300
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered", "offset"])
+def test_device_traversal_equals_textbook_traversal(kind: str):
+    features = coreset_features(kind)  # float32 through the mat-vec path, run here on the CPU
+    assert traverse_torch(features.T.contiguous(), 200, 17).tolist() == plain_greedy(
+        features.double(), 200, 17
+    )
+
+
+def test_int8_bound_holds_and_decides_almost_every_point():
+    features = coreset_features("gaussian", 2000, 40).numpy()
+    points = features.T.copy()  # (d, N)
+    n, dim = features.shape
+    mean = points.mean(axis=1, dtype=np.float64)
+    rows, codes = np.empty((n, dim), np.float32), np.empty((n, dim), np.int8)
+    scale, sq32, error = (np.empty(n, np.float32) for _ in range(3))
+    sq_norm = np.empty(n)
+    slack = coreset_kernels.float32_dot_slack(dim)
+    coreset_kernels.encode(points, mean, rows, codes, scale, sq_norm, sq32, error, slack)
+    assert np.array_equal(rows, features)
+    centred = features.astype(np.float64) - mean
+    np.testing.assert_allclose(sq_norm, (centred**2).sum(1), rtol=1e-12)
+    decoded = scale[:, None].astype(np.float64) * codes
+    assert np.all(np.linalg.norm(centred - decoded, axis=1) <= error)
+    centre = centred[7]
+    true = ((centred - centre) ** 2).sum(1)
+    coded = sq_norm + sq_norm[7] - 2.0 * scale * (codes.astype(np.float32) @ centre.astype(np.float32))
+    margin = 2.0 * np.sqrt(sq_norm[7]) * error
+    assert np.all(np.abs(coded - true) <= margin + 1e-4 * true.mean())
+    assert np.median(margin[true > 0] / true[true > 0]) < 0.02  # int8 decides all but a few points per step
+
+
+def test_compiled_traversal_computes_exact_distances_only_where_needed():
+    features = coreset_features("gaussian", 6000)
+    selected, counts = traverse_compiled(features.T.contiguous().numpy(), 600, 3)
+    assert selected.tolist() == plain_greedy(features.double(), 600, 3)
+    # Step 0 moves every point; afterwards nearly every exact distance computed moves its point.
+    assert counts.moved >= features.shape[0] and counts.exact <= 1.3 * counts.moved
+    assert counts.skipped < 0.01 * 6000 * 599  # few centres are twice as far from another as their points
+    clustered = coreset_features("clustered", 6000)
+    selected, counts = traverse_compiled(clustered.T.contiguous().numpy(), 600, 3)
+    assert selected.tolist() == plain_greedy(clustered.double(), 600, 3)
+    assert counts.skipped > 0.8 * 6000 * 599  # other clusters are skipped without reading their codes
 
 
 def test_greedy_coreset_covers_clusters_and_is_seeded():

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numba
+import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from fractalad.detectors.components import coreset_kernels as kernels
+from fractalad.errors import InputError
 
 
 def jl_min_dim(n_samples: int, eps: float) -> int:
@@ -44,47 +50,129 @@ def project_chunks(chunks: Sequence[torch.Tensor], eps: float, generator: torch.
     return out
 
 
-# Below this fraction of candidate points, gathering them beats one pass over all N x d values.
-GATHER_FRACTION = 0.25
+# Steps per compiled call: the progress bar moves between calls, the loop itself never returns to Python.
+STEPS_PER_CALL = 64
+# Points per parallel work unit of one step (the running minima of a unit stay in cache while it is scanned).
+POINTS_PER_CHUNK = 4096
 
 
 @torch.no_grad()
 def greedy_coreset(features_t: torch.Tensor, n_select: int, generator: torch.Generator) -> torch.Tensor:
     """Indices (n_select,) of a farthest-first traversal of the N columns of features_t (d, N).
 
-    Distances are squared and expanded (|x|^2 - 2 x.c + |c|^2), so one step is a single vector-matrix
-    product over the features plus O(N) updates ((d, N) makes that product about twice as fast as (N, d)
-    on CPU). Points the new centre cannot claim are skipped by the triangle inequality: with a = a point's
-    current centre, d(a, c) >= 2 d(p, a) implies d(p, c) >= d(p, a); once clusters are tight a step only
-    touches the few remaining candidates.
+    The first centre is drawn from generator; each next one is the point farthest from all centres so far
+    (first index among equal distances). CPU tensors run the compiled int8-bounded traversal (exact, see
+    coreset_kernels); other devices run the plain traversal as one mat-vec per step.
     """
+    if features_t.ndim != 2 or features_t.shape[1] == 0:
+        raise InputError(
+            f"greedy_coreset needs features (d, N) with N >= 1, got shape {tuple(features_t.shape)}"
+        )
     n_rows = features_t.shape[1]
     n_select = max(1, min(n_select, n_rows))
     first = int(torch.randint(n_rows, (1,), generator=generator))
-    sq_norm = torch.linalg.vector_norm(features_t, dim=0).square_()  # (N,), no (d, N) temporary
-    selected = torch.empty(n_select, dtype=torch.long)
-    centres = torch.empty(n_select, features_t.shape[0], dtype=features_t.dtype, device=features_t.device)
-    centre_sq = torch.empty(n_select, dtype=features_t.dtype, device=features_t.device)
-    selected[0], centres[0], centre_sq[0] = first, features_t[:, first], sq_norm[first]
-    min_sq = (sq_norm + sq_norm[first]).sub_(centres[0] @ features_t, alpha=2.0).clamp_min_(0)
-    owner = torch.zeros(n_rows, dtype=torch.long, device=features_t.device)
-    for step in tqdm(range(1, n_select), desc="coreset", leave=False, mininterval=2.0):
-        new = int(torch.argmax(min_sq))
-        centres[step], centre_sq[step], selected[step] = features_t[:, new], sq_norm[new], new
-        centre, c_sq = centres[step], centre_sq[step]
-        to_centres = torch.addmv(centre_sq[:step] + c_sq, centres[:step], centre, alpha=-2.0)  # (step,)
-        candidates = torch.nonzero(to_centres[owner] < 4.0 * min_sq).squeeze(1)
-        if candidates.numel() < GATHER_FRACTION * n_rows:
-            gathered = features_t.index_select(1, candidates)  # (d, M)
-            distance = (sq_norm[candidates] + c_sq).sub_(centre @ gathered, alpha=2.0)
-            closer = distance < min_sq[candidates]
-            moved = candidates[closer]
-            min_sq[moved] = distance[closer].clamp_min_(0)
-        else:
-            distance = (sq_norm + c_sq).sub_(centre @ features_t, alpha=2.0)
-            closer = distance < min_sq
-            moved = torch.nonzero(closer).squeeze(1)
-            min_sq = torch.where(closer, distance.clamp_min_(0), min_sq)
-        owner[moved] = step
-        min_sq[new] = 0.0
-    return selected
+    if features_t.device.type != "cpu":
+        return traverse_torch(features_t, n_select, first)
+    if features_t.dtype != torch.float64:
+        features_t = features_t.float()
+    selected, _ = traverse_compiled(features_t.detach().contiguous().numpy(), n_select, first)
+    return torch.from_numpy(selected)
+
+
+@dataclass(frozen=True)
+class TraversalCounts:
+    """What the compiled traversal touched.
+
+    skipped: points passed over by the triangle inequality; exact: exact distances computed; moved: how many
+    of those moved a point to the new centre (the others were points the int8 bound could not decide).
+    """
+
+    steps: int
+    points: int
+    skipped: int
+    exact: int
+    moved: int
+
+
+def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[np.ndarray, TraversalCounts]:
+    """Farthest-first traversal of the columns of features (d, N) float32/float64 from column `first`.
+
+    Besides the (d, N) input it holds a row-major copy (4 B per value, read only for exact distances) and the
+    int8 codes (1 B per value, read every step): peak memory is about 2.25x the projection.
+    """
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    dim, n = features.shape
+    mean = features.mean(axis=1, dtype=np.float64)  # centring keeps the int8 codes' error small
+    # Codes and centres padded with zeros to whole 16-lane vectors: no scalar remainder in the per-point dot.
+    padded = -(-dim // 16) * 16
+    rows, codes = np.empty((n, dim), features.dtype), np.zeros((n, padded), np.int8)
+    scale, sq32, code_error = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
+    sq_norm = np.empty(n)
+    kernels.encode(
+        features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(padded)
+    )
+    min_sq = np.full(n, np.inf)
+    owner = np.zeros(n, np.int32)
+    centres, centre_sq, to_centres = (
+        np.zeros((n_select, padded), np.float32),
+        np.empty(n_select),
+        np.empty(n_select),
+    )
+    selected = np.empty(n_select, np.int64)
+    selected[0] = first
+    n_chunks = max(1, -(-n // POINTS_PER_CHUNK))
+    chunk_best, chunk_index = np.empty(n_chunks), np.empty(n_chunks, np.int64)
+    chunk_counts, probe = np.zeros((n_chunks, 3), np.int64), np.zeros(3, np.int64)
+    with tqdm(total=n_select, desc="coreset", unit="step", leave=False, mininterval=2.0) as progress:
+        for start in range(0, n_select, STEPS_PER_CALL):
+            stop = min(n_select, start + STEPS_PER_CALL)
+            kernels.run_steps(
+                rows,
+                mean,
+                codes,
+                scale,
+                sq_norm,
+                sq32,
+                code_error,
+                min_sq,
+                owner,
+                centres,
+                centre_sq,
+                to_centres,
+                selected,
+                chunk_best,
+                chunk_index,
+                chunk_counts,
+                probe,
+                start,
+                stop,
+            )
+            progress.update(stop - start)
+    skipped, exact, moved = chunk_counts.sum(axis=0)
+    return selected, TraversalCounts(n_select, n, int(skipped), int(exact), int(moved))
+
+
+def traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch.Tensor:
+    """Plain farthest-first traversal: per step one mat-vec (d, N) and three O(N) updates, no host sync.
+
+    Runs on a centred float64 copy, like the compiled path's exact distances: pooled activations share a large
+    offset and clusters sit far from the mean, so |x|^2 - 2 x.c + |c|^2 in float32 would blur distances that
+    differ in the 5th digit. The mat-vec stays memory-bound (8 B per value and step).
+    """
+    features_t = features_t.to(torch.float64, copy=True)  # (d, N), never the caller's tensor
+    features_t -= features_t.mean(dim=1, keepdim=True)
+    sq_norm = torch.linalg.vector_norm(features_t, dim=0).square_()  # (N,)
+    selected = torch.empty(n_select, dtype=torch.long, device=features_t.device)
+    selected[0] = first
+    min_sq = torch.full_like(sq_norm, math.inf)
+    distance = torch.empty_like(sq_norm)
+    for step in tqdm(range(n_select), desc="coreset", unit="step", leave=False, mininterval=2.0):
+        new = selected[step : step + 1]  # (1,) index kept on the device
+        centre = features_t.index_select(1, new).squeeze(1)  # (d,)
+        torch.addmv(sq_norm, features_t.T, centre, alpha=-2.0, out=distance)  # |x|^2 - 2 x.c
+        distance.add_(sq_norm.index_select(0, new)).clamp_min_(0.0)
+        torch.minimum(min_sq, distance, out=min_sq)
+        min_sq.index_fill_(0, new, 0.0)
+        if step + 1 < n_select:
+            selected[step + 1] = torch.argmax(min_sq)
+    return selected.cpu()
