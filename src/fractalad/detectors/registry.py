@@ -15,6 +15,8 @@ from fractalad.errors import InputError
 DETECTORS: dict[str, str] = {
     "patchcore": "fractalad.detectors.patchcore:PatchCore",
     "padim": "fractalad.detectors.padim:PaDiM",
+    "reverse_distillation": "fractalad.detectors.reverse_distillation:ReverseDistillation",
+    "stfpm": "fractalad.detectors.stfpm:STFPM",
 }
 
 

@@ -15,6 +15,8 @@ from fractalad.errors import InputError
 FAST_PARAMS: dict[str, dict] = {
     "patchcore": {"layers": (2, 3), "coreset_ratio": 0.25},
     "padim": {"layers": (1, 2, 3), "n_features": 50},
+    "reverse_distillation": {"epochs": 5, "batch_size": 4},
+    "stfpm": {"epochs": 1, "batch_size": 4},
 }
 
 
