@@ -106,6 +106,12 @@ class ReverseDistillation(BaseDetector):
     def reconstruct(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(B, 3, H, W) -> (teacher maps, decoded maps), each [(B, C_j, H/s_j, W/s_j)]."""
         extractor = self.extractor_
+        multiple = 2 * extractor.strides[-1]  # the bottleneck halves the deepest map once more
+        if images.shape[-2] % multiple or images.shape[-1] % multiple:
+            raise InputError(
+                f"reverse distillation with layers {list(self.layers)} needs image sides divisible by {multiple} "
+                f"so that the decoder can rebuild every map, got {tuple(images.shape[-2:])}; resize (e.g. 256)"
+            )
         with torch.no_grad():
             teacher = extractor(images.to(self.device_))
         check_finite(teacher[-1], "backbone features", extractor.weights_id)
