@@ -3,7 +3,7 @@
 The teacher's layer maps are fused and squeezed through a one-class bottleneck (OCBE) and decoded back to every
 layer; on normal images the decoder learns to match the teacher, so where they disagree (1 - cosine over
 channels) the image is anomalous. Defaults are the RD4AD recipe: Adam 0.005 with betas (0.5, 0.999), batch 16,
-200 epochs, the last epoch kept, per-scale maps upsampled and summed, Gaussian sigma 4, image score = max.
+200 epochs, the last epoch kept, per-scale maps upsampled (bilinear, corners aligned) and summed, Gaussian sigma 4, image score = max.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class ReverseDistillation(BaseDetector):
         weight_decay: float = 0.0,
         blur_sigma: float = 4.0,
         map_upsampling: str = "bilinear",
+        align_corners: bool = True,
         validation_fraction: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -90,6 +91,7 @@ class ReverseDistillation(BaseDetector):
         self.weight_decay = float(weight_decay)
         self.blur_sigma = float(blur_sigma)
         self.map_upsampling = map_upsampling
+        self.align_corners = bool(align_corners)
         self.validation_fraction = float(validation_fraction)
         self.seed = int(seed)
         self.bottleneck_: OCBE | None = None
@@ -153,7 +155,8 @@ class ReverseDistillation(BaseDetector):
         images = check_images(images)
         teacher, decoded = self.reconstruct(images)
         size = images.shape[-2:]
-        maps = sum(upsample_maps(d, size, self.map_upsampling) for d in distance_maps(teacher, decoded))
+        per_scale = distance_maps(teacher, decoded)
+        maps = sum(upsample_maps(d, size, self.map_upsampling, self.align_corners) for d in per_scale)
         maps = gaussian_blur(maps, self.blur_sigma)[:, 0]  # (B, H, W)
         scores = maps.flatten(1).amax(1)
         check_finite(scores, "reverse distillation scores", extractor.weights_id)

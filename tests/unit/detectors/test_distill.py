@@ -89,7 +89,8 @@ def fitted_pair(normal_train):
 def test_rd_map_is_the_blurred_sum_over_scales(fitted_pair, test_images):
     rd, _ = fitted_pair
     images = test_images[1][:2]
-    expected = sum(upsample_maps(d, (64, 64), "bilinear") for d in distance_maps(*rd.reconstruct(images)))
+    per_scale = distance_maps(*rd.reconstruct(images))
+    expected = sum(upsample_maps(d, (64, 64), "bilinear", align_corners=True) for d in per_scale)
     rd.blur_sigma = 0.0
     try:
         prediction = rd.predict(images)
