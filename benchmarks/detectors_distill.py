@@ -35,7 +35,12 @@ def build_data(root: Path, size: int, n_train: int, n_test: int) -> Path:
     )
     weights = root / "resnet18-seed0.safetensors"
     if not weights.exists():
-        meta = {"arch": "resnet18", "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "source": "bench"}
+        meta = {
+            "arch": "resnet18",
+            "mean": "0.485,0.456,0.406",
+            "std": "0.229,0.224,0.225",
+            "source": "bench",
+        }
         save_weights(weights, create_classifier("resnet18", 1000, seed=0).state_dict(), meta)
     return weights
 
@@ -159,8 +164,10 @@ def run_subprocess(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 def report(speed: list[dict[str, Any]], memory: list[dict[str, Any]]) -> None:
     """Print one table row per method with the ours/Anomalib ratios."""
     peaks = {(m["method"], m["impl"]): m.get("peak_above_baseline_mb", float("nan")) for m in memory}
-    print("| method | s/epoch ours / Anomalib (ratio) | predict img/s ours / Anomalib (ratio) "
-          "| peak MiB ours / Anomalib | image AUROC ours / Anomalib |")
+    print(
+        "| method | s/epoch ours / Anomalib (ratio) | predict img/s ours / Anomalib (ratio) "
+        "| peak MiB ours / Anomalib | image AUROC ours / Anomalib |"
+    )
     print("|---|---|---|---|---|")
     for row in speed:
         if "error" in row:
@@ -176,7 +183,9 @@ def report(speed: list[dict[str, Any]], memory: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--speed-worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, default=Path("/tmp/fractalad-bench-distill"))
@@ -196,7 +205,9 @@ def main() -> None:
     build_data(args.root, args.size, args.n_train, args.n_test)
     base = {"root": str(args.root), "size": args.size, "threads": args.threads}
     speed = [run_subprocess("speed", dict(base, method=m)) for m in METHODS]
-    memory = [run_subprocess("memory", dict(base, method=m, impl=i)) for m in METHODS for i in ("ours", "anomalib")]
+    memory = [
+        run_subprocess("memory", dict(base, method=m, impl=i)) for m in METHODS for i in ("ours", "anomalib")
+    ]
     report(speed, memory)
     if args.json:
         from fractalad.files import write_text_atomic

@@ -1,10 +1,13 @@
 """Parity of Reverse Distillation and STFPM with Anomalib 2.7.0: same weights, initial networks, batches, epochs.
 
-Both sides start from the same teacher weights and the same untrained bottleneck/decoder/student tensors, and
-see the same shuffled batches, so with Anomalib's hard-coded optimiser settings ours reproduces its scores; with
-our defaults (the original recipes) the remaining deviations are measured here:
-- RD: Adam betas (0.5, 0.999) as in RD4AD vs Anomalib's (0.5, 0.99);
-- STFPM: weight decay 1e-4 as in the official code vs Anomalib's 1e-3.
+Both sides start from the same teacher weights and the same untrained bottleneck/decoder/student tensors and see
+the same shuffled batches, so with Anomalib's hard-coded optimiser settings ours reproduces its scores. With our
+defaults (the original recipes) one deviation remains per method, measured here (3 epochs, 12 steps, random
+teacher, 2 seeds):
+- RD: Adam betas (0.5, 0.999) as in RD4AD vs Anomalib's (0.5, 0.99): image AUROC within 1 point;
+- STFPM: weight decay 1e-4 as in the official code vs Anomalib's 1e-3. With SGD at lr 0.4 and momentum 0.9 this
+  short, unconverged fit is chaotic: the 10x decay moves single-seed AUROC by -8 to +4 points (mean -2.4), so
+  the default comparison is held to 5 points and the exact reproduction carries the parity claim.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ pytestmark = [
 SIZE = 64
 EPOCHS = 3
 BATCH = 4
+N_TEST = 24  # per class: one swapped pair moves AUROC by 1/576
+# How far our defaults may sit from Anomalib (mean image AUROC over 2 seeds); see the module docstring.
+DEFAULT_TOLERANCE = {"reverse_distillation": 0.02, "stfpm": 0.05}
 # Anomalib's hard-coded settings, as our hyper-parameters.
 ANOMALIB_KNOBS = {"reverse_distillation": {"betas": (0.5, 0.99)}, "stfpm": {"weight_decay": 1e-3}}
 
@@ -62,13 +68,13 @@ def defects(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    """A random-seeded resnet18 weight file and a small category: 16 train, 8 good + 8 defective test."""
+    """A random-seeded resnet18 weight file and a small category: 16 train, 24 good + 24 defective test."""
     path: Path = tmp_path_factory.mktemp("distill-parity") / "resnet18-random.safetensors"
     meta = {"arch": "resnet18", "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "source": "test"}
     save_weights(path, create_classifier("resnet18", 1000, seed=0).state_dict(), meta)
     train = TrainSet.from_tensor(texture(16, seed=1))
-    test = torch.cat([texture(8, seed=2), defects(texture(8, seed=3), seed=4)])
-    return path, train, list(test.split(8)), np.array([0] * 8 + [1] * 8)
+    test = torch.cat([texture(N_TEST, seed=2), defects(texture(N_TEST, seed=3), seed=4)])
+    return path, train, list(test.split(16)), np.array([0] * N_TEST + [1] * N_TEST)
 
 
 def detector(name: str, path: Path, seed: int, **params):
@@ -99,9 +105,9 @@ def test_matches_anomalib(setup, name):
         auroc["ours with Anomalib's settings"].append(image_auroc(same_scores.numpy(), labels))
         auroc["anomalib"].append(image_auroc(theirs.scores.numpy(), labels))
     mean = {key: float(np.mean(values)) for key, values in auroc.items()}
-    print(name, auroc)
     assert mean["anomalib"] > 0.75, auroc  # the comparison is only meaningful away from chance
-    assert abs(mean["ours"] - mean["anomalib"]) <= 0.02, auroc
+    assert abs(mean["ours with Anomalib's settings"] - mean["anomalib"]) <= 0.02, auroc
+    assert abs(mean["ours"] - mean["anomalib"]) <= DEFAULT_TOLERANCE[name], auroc
 
 
 def test_stfpm_teacher_is_ours_not_a_download(setup):
