@@ -166,3 +166,24 @@ def test_validation_split_selects_the_epoch_with_the_lowest_loss(normal_train):
 def test_bad_hyper_parameters_are_refused(name, params, message):
     with pytest.raises(InputError, match=message):
         create_detector(name, **params)
+
+
+def test_stfpm_fit_resumes_from_its_work_folder(normal_train, test_images, tmp_path):
+    def make():
+        return create_detector("stfpm", backbone="resnet18", weights="random", epochs=2, batch_size=4)
+
+    reference = make().fit(normal_train, device="cpu")
+    make().fit(normal_train, device="cpu", work_dir=tmp_path)
+    assert (tmp_path / "train-state.pt").is_file()
+    # A new process finding the finished checkpoint restores the trained student instead of training again.
+    resumed = make()
+
+    def no_training(batch):
+        raise AssertionError("the finished fit was trained again")
+
+    resumed._loss = no_training
+    resumed.fit(normal_train, device="cpu", work_dir=tmp_path)
+    assert torch.equal(
+        resumed.predict(test_images[1]).image_scores, reference.predict(test_images[1]).image_scores
+    )
+    assert resumed.fit_info_["losses"] == reference.fit_info_["losses"]
