@@ -19,6 +19,8 @@ DETECTORS: dict[str, str] = {
     "panda": "fractalad.detectors.panda:PANDA",
     "fastflow": "fractalad.detectors.fastflow:FastFlow",
     "cflow": "fractalad.detectors.cflow:CFlow",
+    "reverse_distillation": "fractalad.detectors.reverse_distillation:ReverseDistillation",
+    "stfpm": "fractalad.detectors.stfpm:STFPM",
 }
 
 

@@ -22,6 +22,8 @@ FAST_PARAMS: dict[str, dict] = {
     "panda": {"epochs": 1, "batch_size": 4, "resize": 64, "crop": 56},
     "fastflow": {"input_size": 64, "flow_steps": 4, "epochs": 1, "batch_size": 4},
     "cflow": {"epochs": 1, "sub_epochs": 1, "batch_size": 4, "fiber_batch_size": 16, "coupling_blocks": 2},
+    "reverse_distillation": {"epochs": 5, "batch_size": 4},
+    "stfpm": {"epochs": 1, "batch_size": 4},
 }
 
 

@@ -20,11 +20,13 @@ def concat_layers(features: Sequence[torch.Tensor], mode: str) -> torch.Tensor:
     return torch.cat(resized, dim=1)
 
 
-def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """(B, 1, h, w) score maps -> (B, 1, H, W) at image size."""
+def upsample_maps(
+    maps: torch.Tensor, size: tuple[int, int], mode: str, align_corners: bool = False
+) -> torch.Tensor:
+    """(B, 1, h, w) score maps -> (B, 1, H, W) at image size (`align_corners` for the linear modes)."""
     if mode == "nearest":
         return F.interpolate(maps, size=size, mode="nearest")
-    return F.interpolate(maps, size=size, mode=mode, align_corners=False)
+    return F.interpolate(maps, size=size, mode=mode, align_corners=align_corners)
 
 
 def pooled_features(features: Sequence[torch.Tensor]) -> torch.Tensor:
