@@ -47,7 +47,6 @@ def _ours(spec: dict[str, Any], weights: Path) -> Any:
     params: dict[str, Any] = {
         "backbone": arch,
         "weights": source,
-        "device": "cpu",
         "normalization": "imagenet",
     }
     params["layers"] = (2, 3) if spec["method"] == "patchcore" else (1, 2, 3)
@@ -78,28 +77,31 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from fractalad.data.mvtec import load_mvtec
-    from fractalad.detectors.evaluate import ImageBatches, peak_rss_mb
+    from torch.utils.data import DataLoader
+
+    from fractalad.data.images import AnomalyImageDataset
+    from fractalad.detectors.evaluate import peak_rss_mb, train_set
     from fractalad.metrics import image_auroc, pixel_auroc
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)  # Anomalib's coreset draws from the global RNG
     root = Path(spec["root"])
     category = load_mvtec(root, CATEGORY)
-    train = ImageBatches(category.train[: spec["n_train"]], spec["size"], 16)
+    train = train_set(category.train[: spec["n_train"]], spec["size"])
     test_samples = category.test if spec["predict"] else category.test[:16]
-    test_loader = ImageBatches(test_samples, spec["size"], 16)
-    test = list(test_loader)
+    test_loader = DataLoader(AnomalyImageDataset(test_samples, spec["size"]), batch_size=16)
+    test = [batch["image"] for batch in test_loader]
     weights = root / "resnet18-seed0.safetensors"
     if spec["impl"] == "anomalib":
         import anomalib.models  # noqa: F401  (its import cost belongs in the baseline, not in the fit)
     baseline = peak_rss_mb()
     if spec["impl"] == "anomalib":
-        run, fit_s, predict_s = _anomalib_fit_predict(spec, weights, train, test)
+        run, fit_s, predict_s = _anomalib_fit_predict(spec, weights, list(train.batches(16)), test)
         scores, maps = run.scores.numpy(), run.maps.numpy()
     else:
         detector = _ours(spec, weights)
         start = time.perf_counter()
-        detector.fit(train)
+        detector.fit(train, device="cpu")
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
         predictions = [detector.predict(batch) for batch in test]
@@ -107,7 +109,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         scores = torch.cat([p.image_scores for p in predictions]).numpy()
         maps = torch.cat([p.anomaly_maps for p in predictions]).numpy()
     labels = np.array([s.label for s in test_samples])
-    masks = np.concatenate([b["mask"].numpy() for b in test_loader.batches()]) > 0.5
+    masks = np.concatenate([b["mask"].numpy() for b in test_loader]) > 0.5
     result = dict(spec, fit_s=fit_s, predict_s=predict_s, peak_rss_mb=peak_rss_mb(), baseline_rss_mb=baseline)
     if spec["predict"]:
         result.update(image_auroc=image_auroc(scores, labels), pixel_auroc=pixel_auroc(maps, masks))

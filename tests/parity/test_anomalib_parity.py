@@ -71,9 +71,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
 
 
 def ours(name: str, path: Path, train, test, **params):
-    detector = create_detector(name, backbone="resnet18", weights=str(path), device="cpu", **params).fit(
-        train
-    )
+    detector = create_detector(name, backbone="resnet18", weights=str(path), **params).fit(train, device="cpu")
     predictions = [detector.predict(batch) for batch in test]
     scores = torch.cat([p.image_scores for p in predictions])
     maps = torch.cat([p.anomaly_maps for p in predictions])

@@ -100,20 +100,41 @@ class FeatureExtractor(nn.Module):
         self.weights_id = weights_id
         self.register_buffer("mean", torch.tensor(normalization.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(normalization.std).view(1, 3, 1, 1), persistent=False)
-        self.trainable = False
-        self.set_trainable(False)
+        self.trainable_stages: tuple[int, ...] | str = ()
+        self.set_trainable(())
         self.channels, self.strides = self._probe(64)
 
-    def set_trainable(self, trainable: bool) -> FeatureExtractor:
-        """Unfreeze (for methods that fine-tune the backbone) or freeze again."""
-        self.trainable = trainable
+    def _stage_modules(self, stages: tuple[int, ...] | str) -> list[nn.Module]:
+        if stages == "all":
+            return [self.body]
+        return [getattr(self.body, f"layer{stage}") for stage in stages]
+
+    def set_trainable(self, stages: Sequence[int] | str) -> FeatureExtractor:
+        """Unfreeze backbone stages 1..4 (or "all", the stem included) for methods that fine-tune; () freezes."""
+        if stages != "all":
+            stages = tuple(int(stage) for stage in stages)
+            missing = [s for s in stages if not hasattr(self.body, f"layer{s}")]
+            if missing:
+                raise InputError(
+                    f"cannot train stages {missing} of {self.arch}: the extractor only runs up to "
+                    f"layer{max(self.layers)}; add them to the layers"
+                )
+        self.trainable_stages = stages
         for parameter in self.body.parameters():
-            parameter.requires_grad_(trainable)
-        return self.train(trainable)
+            parameter.requires_grad_(False)
+        for module in self._stage_modules(stages):
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+        return self.train(bool(stages))
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        # A frozen extractor keeps BatchNorm in eval even when a surrounding module switches to train().
-        return super().train(mode and self.trainable)
+        # Frozen stages keep BatchNorm in eval even when a surrounding module switches to train().
+        super().train(False)
+        if mode and self.trainable_stages:
+            self.training = True
+            for module in self._stage_modules(self.trainable_stages):
+                module.train(True)
+        return self
 
     @torch.no_grad()
     def _probe(self, size: int) -> tuple[list[int], list[int]]:
@@ -153,8 +174,9 @@ def create_backbone(
     layers: Sequence[int] = (2, 3),
     normalization: Normalization | str | None = None,
     seed: int = 0,
+    trainable_stages: Sequence[int] | str = (),
 ) -> FeatureExtractor:
-    """Build `arch`, load `weights` with a strict key check, and wrap it as a frozen FeatureExtractor."""
+    """Build `arch`, load `weights` strictly, and wrap it as a FeatureExtractor (frozen but `trainable_stages`)."""
     layer_tuple = _check_layers(layers)
     model = sources.build_model(arch, num_classes=1000)
     state, metadata, weights_id = sources.resolve_weights(arch, weights, model, seed)
@@ -165,4 +187,5 @@ def create_backbone(
     else:
         norm = parse_normalization(normalization)
     body = sources.feature_body(model, layer_tuple)
-    return FeatureExtractor(body, arch, layer_tuple, norm, weights_id)
+    extractor = FeatureExtractor(body, arch, layer_tuple, norm, weights_id)
+    return extractor.set_trainable(trainable_stages)

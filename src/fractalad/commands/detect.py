@@ -19,6 +19,7 @@ from fractalad.data.images import load_images
 from fractalad.detectors import create_detector, list_detectors
 from fractalad.detectors.evaluate import Evaluation, evaluate
 from fractalad.detectors.overlay import pick_examples, save_overlays
+from fractalad.errors import InputError
 from fractalad.files import write_text_atomic
 
 
@@ -56,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights, subsets and coresets")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any hyper-parameter of the method, e.g. --param epochs=1 --param lr=1e-3 (repeatable)",
+    )
     parser.add_argument("--overlays", type=int, default=6, help="number of overlay PNGs to write (default 6)")
     parser.add_argument(
         "--save-model", action="store_true", help="also write the fitted detector.safetensors"
@@ -66,14 +74,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def detector_params(args: argparse.Namespace) -> dict[str, Any]:
     """Detector hyper-parameters given on the command line (others keep the method's defaults)."""
-    params: dict[str, Any] = {"weights": args.weights, "seed": args.seed, "device": args.device}
+    params: dict[str, Any] = {"weights": args.weights, "seed": args.seed}
     if args.backbone is not None:
         params["backbone"] = args.backbone
     if args.layers is not None:
         params["layers"] = tuple(args.layers)
     if args.normalization is not None:
         params["normalization"] = args.normalization
+    for item in args.param:
+        key, value = parse_param(item)
+        params[key] = value
     return params
+
+
+def parse_value(text: str) -> Any:
+    """A --param value: int, float, true/false, none, a comma-separated list of those, or text."""
+    if "," in text:
+        return [parse_value(part) for part in text.split(",") if part]
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_param(item: str) -> tuple[str, Any]:
+    """'key=value' -> (key, typed value)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--param {item!r} is not KEY=VALUE (for example --param epochs=1)")
+    return key.strip(), parse_value(value)
 
 
 def versions() -> dict[str, str]:
@@ -110,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     """Fit, evaluate, and write metrics.json plus overlays into --out."""
     category = load_category(args.dataset, args.root, args.category)
     detector = create_detector(args.method, **detector_params(args))
-    evaluation = evaluate(detector, category, size=args.size, batch_size=args.batch_size)
+    evaluation = evaluate(
+        detector, category, size=args.size, batch_size=args.batch_size, device=args.device, progress=True
+    )
     extractor = getattr(detector, "extractor_", None)
     args.out.mkdir(parents=True, exist_ok=True)
     overlays = write_overlays(args.out, evaluation, category.test, args.size, args.overlays)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import resource
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from fractalad.data.images import AnomalyImageDataset
 from fractalad.data.records import Category, Sample
-from fractalad.detectors.base import Detector
+from fractalad.detectors.base import BaseDetector, TrainSet
 from fractalad.errors import InputError
 from fractalad.metrics import aupro, image_auroc, pixel_auroc
 
@@ -49,25 +49,9 @@ class Evaluation:
         }
 
 
-class ImageBatches:
-    """Re-iterable (B, 3, S, S) image batches of samples, decoded on the fly."""
-
-    def __init__(self, samples: Sequence[Sample], size: int, batch_size: int, num_workers: int = 0) -> None:
-        self.dataset = AnomalyImageDataset(samples, size)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-
-    def batches(self) -> DataLoader:
-        return DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
-        )
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for batch in self.batches():
-            yield batch["image"]
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+def train_set(samples: Sequence[Sample], size: int, num_workers: int = 0) -> TrainSet:
+    """The training images of a category as a TrainSet, decoded on the fly at `size` px."""
+    return TrainSet(AnomalyImageDataset(samples, size), num_workers)
 
 
 def peak_rss_mb() -> float:
@@ -82,7 +66,14 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 
 def evaluate(
-    detector: Detector, category: Category, size: int = 256, batch_size: int = 16, num_workers: int = 0
+    detector: BaseDetector,
+    category: Category,
+    size: int = 256,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    work_dir: Path | None = None,
 ) -> Evaluation:
     """Fit on category.train, predict category.test in batches; image AUROC; pixel metrics with masks."""
     if not category.train:
@@ -91,12 +82,12 @@ def evaluate(
     if set(labels_all) != {0, 1}:
         raise InputError(f"category {category.name!r} needs good and anomalous test images for AUROC")
     start = time.perf_counter()
-    detector.fit(ImageBatches(category.train, size, batch_size, num_workers))
+    detector.fit(train_set(category.train, size, num_workers), device=device, progress=progress, work_dir=work_dir)
     fit_seconds = time.perf_counter() - start
     scores, maps, masks, labels, paths = [], [], [], [], []
     predict_seconds = 0.0
-    test = ImageBatches(category.test, size, batch_size, num_workers)
-    for batch in tqdm(test.batches(), desc=f"predict {category.name}", leave=False):
+    test = DataLoader(AnomalyImageDataset(category.test, size), batch_size=batch_size, num_workers=num_workers)
+    for batch in tqdm(test, desc=f"predict {category.name}", disable=not progress, leave=False):
         start = time.perf_counter()
         prediction = detector.predict(batch["image"])
         predict_seconds += time.perf_counter() - start

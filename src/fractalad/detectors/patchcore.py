@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import ClassVar, Self
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -11,8 +12,9 @@ from tqdm.auto import tqdm
 
 from fractalad.backbones.factory import FeatureExtractor, Normalization
 from fractalad.detectors.base import (
-    FittedStateDetector,
+    BaseDetector,
     Prediction,
+    TrainSet,
     check_finite,
     check_images,
     normalization_param,
@@ -39,10 +41,12 @@ def rows_from_chunks(chunks: Sequence[torch.Tensor], indices: torch.Tensor) -> t
     return out
 
 
-class PatchCore(FittedStateDetector):
+class PatchCore(BaseDetector):
     """Nearest-neighbour distance to a memory bank of normal patch features; k-NN re-weighted image score."""
 
     name: ClassVar[str] = "patchcore"
+
+    fitted = ("memory_bank_",)
 
     def __init__(
         self,
@@ -57,9 +61,11 @@ class PatchCore(FittedStateDetector):
         blur_sigma: float = 4.0,
         layer_resize: str = "bilinear",
         map_upsampling: str = "bilinear",
+        batch_size: int = 16,
         seed: int = 0,
-        device: str = "auto",
     ) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 < coreset_ratio <= 1.0:
             raise InputError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
         if num_neighbors < 1 or pool_size < 1 or pool_size % 2 == 0:
@@ -68,72 +74,60 @@ class PatchCore(FittedStateDetector):
             )
         if layer_resize not in RESIZE_MODES or map_upsampling not in RESIZE_MODES:
             raise InputError(f"layer_resize and map_upsampling must be one of {RESIZE_MODES}")
-        super().__init__(
-            {
-                "backbone": backbone,
-                "weights": str(weights),
-                "layers": [int(x) for x in layers],
-                "normalization": normalization_param(normalization),
-                "coreset_ratio": float(coreset_ratio),
-                "num_neighbors": int(num_neighbors),
-                "projection_eps": float(projection_eps),
-                "pool_size": int(pool_size),
-                "blur_sigma": float(blur_sigma),
-                "layer_resize": layer_resize,
-                "map_upsampling": map_upsampling,
-                "seed": int(seed),
-                "device": device,
-            }
-        )
+        self.backbone = backbone
+        self.weights = str(weights)
+        self.layers = tuple(int(x) for x in layers)
+        self.normalization = normalization_param(normalization)
+        self.coreset_ratio = float(coreset_ratio)
+        self.num_neighbors = int(num_neighbors)
+        self.projection_eps = float(projection_eps)
+        self.pool_size = int(pool_size)
+        self.blur_sigma = float(blur_sigma)
+        self.layer_resize = layer_resize
+        self.map_upsampling = map_upsampling
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
         self.memory_bank_: torch.Tensor | None = None
 
     def embed(self, extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> locally aggregated, concatenated patch features (B, C, h, w)."""
-        size = self._params["pool_size"]
-        features = extractor(images.to(self.device))
+        size = self.pool_size
+        features = extractor(images.to(self.device_))
         pooled = [F.avg_pool2d(f, size, stride=1, padding=size // 2) for f in features]
-        embedding = concat_layers(pooled, self._params["layer_resize"])
+        embedding = concat_layers(pooled, self.layer_resize)
         check_finite(embedding, "backbone features", extractor.weights_id)
         return embedding
 
     @torch.no_grad()
-    def fit(self, train_batches: Iterable[torch.Tensor]) -> Self:
+    def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
         """Collect patch features of all training images and keep a greedy k-center coreset of them."""
-        self.extractor_, self.memory_bank_ = None, None
-        extractor = self._make_extractor()
+        extractor = self.extractor_
         chunks: list[torch.Tensor] = []
-        for batch in tqdm(train_batches, desc="patchcore features", leave=False):
+        batches = train.batches(self.batch_size)
+        total = train.num_batches(self.batch_size)
+        for batch in tqdm(batches, desc="patchcore features", total=total, disable=not progress, leave=False):
             embedding = self.embed(extractor, check_images(batch))
             chunks.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
-        if not chunks:
-            raise InputError("PatchCore.fit got no training images")
-        generator = torch.Generator().manual_seed(self._params["seed"])
-        projected = project_chunks(chunks, self._params["projection_eps"], generator)  # (d, N)
-        n_select = max(1, int(projected.shape[1] * self._params["coreset_ratio"]))
+        generator = torch.Generator().manual_seed(self.seed)
+        projected = project_chunks(chunks, self.projection_eps, generator)  # (d, N)
+        n_select = max(1, int(projected.shape[1] * self.coreset_ratio))
         selected = greedy_coreset(projected, n_select, generator)
         del projected
         self.memory_bank_ = rows_from_chunks(chunks, selected).contiguous()
-        self.extractor_ = extractor
-        return self
-
-    def _require_fitted(self) -> tuple[FeatureExtractor, torch.Tensor]:
-        if self.extractor_ is None or self.memory_bank_ is None:
-            raise InputError("PatchCore is not fitted; call fit() or load() first")
-        return self.extractor_, self.memory_bank_
 
     def _image_scores(
         self, patch: torch.Tensor, location: torch.Tensor, embedding: torch.Tensor
     ) -> torch.Tensor:
         """Max patch distance re-weighted by how isolated its nearest bank entry is (PatchCore eq. 7)."""
         bank = self.memory_bank_
-        if self._params["num_neighbors"] == 1:
+        if self.num_neighbors == 1:
             return patch.amax(1)
         rows = torch.arange(patch.shape[0], device=patch.device)
         worst = patch.argmax(1)  # (B,)
         score = patch[rows, worst]
         feature = embedding[rows, worst]  # (B, C)
         neighbour = bank[location[rows, worst]]  # (B, C)
-        _, support = nearest_neighbours(neighbour, bank, self._params["num_neighbors"])  # (B, k)
+        _, support = nearest_neighbours(neighbour, bank, self.num_neighbors)  # (B, k)
         distances = torch.linalg.vector_norm(feature.unsqueeze(1) - bank[support], dim=2)  # (B, k)
         weights = 1.0 - torch.softmax(distances, dim=1)[:, 0]
         return weights * score
@@ -141,7 +135,8 @@ class PatchCore(FittedStateDetector):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
         """(B, 3, H, W) in [0, 1] -> Prediction(image_scores (B,), anomaly_maps (B, H, W))."""
-        extractor, bank = self._require_fitted()
+        extractor = self.require_fitted()
+        bank = self.memory_bank_
         images = check_images(images)
         embedding = self.embed(extractor, images)
         batch, channels, height, width = embedding.shape
@@ -150,23 +145,7 @@ class PatchCore(FittedStateDetector):
         patch = distance[:, 0].reshape(batch, height * width)
         location = index[:, 0].reshape(batch, height * width)
         scores = self._image_scores(patch, location, flat.reshape(batch, height * width, channels))
-        maps = upsample_maps(
-            patch.reshape(batch, 1, height, width), images.shape[-2:], self._params["map_upsampling"]
-        )
-        maps = gaussian_blur(maps, self._params["blur_sigma"])[:, 0]
+        maps = upsample_maps(patch.reshape(batch, 1, height, width), images.shape[-2:], self.map_upsampling)
+        maps = gaussian_blur(maps, self.blur_sigma)[:, 0]
         check_finite(scores, "PatchCore image scores", extractor.weights_id)
         return Prediction(image_scores=scores.cpu(), anomaly_maps=maps.cpu())
-
-    def _fitted_tensors(self) -> dict[str, torch.Tensor]:
-        _, bank = self._require_fitted()
-        return {"memory_bank": bank}
-
-    def _restore(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-        if "memory_bank" not in tensors:
-            raise InputError("PatchCore file has no 'memory_bank' tensor; refit and save again")
-        self.extractor_ = self._make_extractor()
-        self.memory_bank_ = tensors["memory_bank"].to(self.device)
-
-    def __repr__(self) -> str:
-        fitted = "unfitted" if self.memory_bank_ is None else f"bank={tuple(self.memory_bank_.shape)}"
-        return f"PatchCore({self._params['backbone']}, {self._params['weights']}, {fitted})"

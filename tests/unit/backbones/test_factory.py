@@ -55,9 +55,21 @@ def test_frozen_and_stays_eval(resnet18_random):
     assert not any(p.requires_grad for p in resnet18_random.parameters())
     resnet18_random.train()
     assert not resnet18_random.training
-    resnet18_random.set_trainable(True)
+    resnet18_random.set_trainable("all")
     assert resnet18_random.training and all(p.requires_grad for p in resnet18_random.parameters())
-    resnet18_random.set_trainable(False)
+    resnet18_random.set_trainable(())
+    assert not resnet18_random.training
+
+
+def test_trainable_stages_train_alone():
+    extractor = create_backbone("resnet18", "random", layers=(2, 3), trainable_stages=(3,))
+    trainable = {name.split(".")[0] for name, p in extractor.body.named_parameters() if p.requires_grad}
+    assert trainable == {"layer3"}
+    extractor.train()
+    assert extractor.body.layer3.training and not extractor.body.layer2.training
+    assert not extractor.body.bn1.training
+    with pytest.raises(InputError, match="only runs up to layer3"):
+        extractor.set_trainable((4,))
 
 
 def test_random_weights_are_seed_deterministic():

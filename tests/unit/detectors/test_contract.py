@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fractalad.detectors import create_detector, list_detectors, load_detector
+from fractalad.detectors import create_detector, detector_class, detector_params, list_detectors, load_detector
 from fractalad.detectors.base import Prediction
 from fractalad.errors import InputError
 
@@ -20,13 +20,13 @@ FAST_PARAMS: dict[str, dict] = {
 
 def make(name: str):
     return create_detector(
-        name, backbone="resnet18", weights="random", seed=0, device="cpu", **FAST_PARAMS.get(name, {})
+        name, backbone="resnet18", weights="random", seed=0, **FAST_PARAMS.get(name, {})
     )
 
 
 @pytest.fixture(scope="module", params=list_detectors())
 def fitted(request, normal_train):
-    return request.param, make(request.param).fit(normal_train)
+    return request.param, make(request.param).fit(normal_train, device="cpu")
 
 
 def test_registry_lists_builtins():
@@ -71,7 +71,7 @@ def test_get_params_rebuilds_equivalent_detector(fitted, normal_train, test_imag
     clone = create_detector(name, **detector.get_params())
     with pytest.raises(InputError, match="not fitted"):
         clone.predict(test_images[0])
-    clone.fit(normal_train)
+    clone.fit(normal_train, device="cpu")
     assert torch.equal(
         clone.predict(test_images[1]).image_scores, detector.predict(test_images[1]).image_scores
     )
@@ -79,9 +79,9 @@ def test_get_params_rebuilds_equivalent_detector(fitted, normal_train, test_imag
 
 def test_fit_discards_earlier_state(fitted, normal_train, test_images):
     name, _ = fitted
-    detector = make(name).fit([test_images[1]])
-    refit = detector.fit(normal_train)
-    fresh = make(name).fit(normal_train)
+    detector = make(name).fit([test_images[1]], device="cpu")
+    refit = detector.fit(normal_train, device="cpu")
+    fresh = make(name).fit(normal_train, device="cpu")
     assert torch.equal(refit.predict(test_images[0]).image_scores, fresh.predict(test_images[0]).image_scores)
 
 
@@ -90,11 +90,21 @@ def test_rejects_bad_input(fitted):
     with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
         detector.predict(torch.zeros(3, 64, 64))
     with pytest.raises(InputError, match="no training images|at least 2"):
-        make(fitted[0]).fit([])
+        make(fitted[0]).fit([], device="cpu")
 
 
 def test_unknown_detector_and_params():
     with pytest.raises(InputError, match="unknown detector"):
         create_detector("nope")
-    with pytest.raises(InputError, match="bad parameters"):
+    with pytest.raises(InputError, match=r"unknown \['not_a_param'\]; valid ones are \['backbone'"):
         create_detector("patchcore", not_a_param=1)
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_params_are_exactly_the_init_arguments(name):
+    detector = detector_class(name)(**FAST_PARAMS.get(name, {}))
+    params = detector.get_params()
+    assert list(params) == detector_params(name)
+    assert "device" not in params
+    for key, value in FAST_PARAMS.get(name, {}).items():
+        assert params[key] == (list(value) if isinstance(value, tuple) else value)

@@ -29,8 +29,8 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluate_reports_metrics_timings_and_outputs(synthetic_root: Path):
     category = load_mvtec(synthetic_root, CATEGORY)
-    detector = create_detector("padim", backbone="resnet18", weights="random", n_features=40, device="cpu")
-    result = evaluate(detector, category, size=64, batch_size=4)
+    detector = create_detector("padim", backbone="resnet18", weights="random", n_features=40)
+    result = evaluate(detector, category, size=64, batch_size=4, device="cpu")
     assert (
         result.scores.shape == (7,) and result.maps.shape == (7, 64, 64) and result.masks.shape == (7, 64, 64)
     )
@@ -52,7 +52,7 @@ def test_evaluate_reports_metrics_timings_and_outputs(synthetic_root: Path):
 def test_evaluate_without_masks_skips_pixel_metrics(synthetic_root: Path):
     category = load_mvtec(synthetic_root, CATEGORY)
     unmasked = tuple(type(s)(s.image_path, s.label, None, s.defect_type) for s in category.test)
-    detector = create_detector("patchcore", backbone="resnet18", weights="random", device="cpu")
+    detector = create_detector("patchcore", backbone="resnet18", weights="random")
     result = evaluate(detector, Category(category.name, category.root, category.train, unmasked), size=64)
     assert result.pixel_auroc is None and result.aupro is None and 0.0 <= result.image_auroc <= 1.0
 
@@ -62,7 +62,7 @@ def test_nan_weights_give_a_clear_error(synthetic_root: Path, tmp_path: Path):
     state["conv1.weight"] = torch.full_like(state["conv1.weight"], float("nan"))
     path = tmp_path / "diverged.safetensors"
     save_weights(path, state, {"arch": "resnet18", "mean": "0.2", "std": "0.5"})
-    detector = create_detector("patchcore", backbone="resnet18", weights=str(path), device="cpu")
+    detector = create_detector("patchcore", backbone="resnet18", weights=str(path))
     with pytest.raises(InputError, match="NaN or inf.*diverged.safetensors"):
         evaluate(detector, load_mvtec(synthetic_root, CATEGORY), size=64)
 
@@ -74,8 +74,8 @@ def test_load_refuses_changed_weight_file(tmp_path: Path):
         create_classifier("resnet18", 10, seed=1).state_dict(),
         {"arch": "resnet18", "mean": "0.2", "std": "0.5"},
     )
-    detector = create_detector("patchcore", backbone="resnet18", weights=str(path), device="cpu")
-    detector.fit([torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))])
+    detector = create_detector("patchcore", backbone="resnet18", weights=str(path))
+    detector.fit([torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))], device="cpu")
     detector.save(tmp_path / "det.safetensors")
     save_weights(
         path,

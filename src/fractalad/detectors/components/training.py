@@ -1,0 +1,228 @@
+"""The one training loop every trained detector's `fit` calls: a function, not a framework.
+
+What it owns, so that no method writes it again: seeded shuffling (epoch e shuffles with a generator seeded from
+(seed, e), so a resumed run draws the same batches as an uninterrupted one), bf16 autocast on CUDA, a progress bar
+with the loss, optional checkpoint selection on a validation split of the *normal training images* (never test
+data), and an atomic checkpoint in the work folder after every epoch so that a killed fit resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fractalad.detectors.base import TrainSet
+from fractalad.errors import InputError
+from fractalad.files import atomic_path
+
+CHECKPOINT_NAME = "train-state.pt"
+# A step's loss: one tensor (one optimiser step), or an iterator of them (one step each, e.g. C-Flow's fibre
+# batches of one image batch).
+StepLoss = Callable[[torch.Tensor], torch.Tensor | Iterator[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What a fit did: epochs run, mean loss per epoch, and the selected epoch (1-based) with its rule."""
+
+    epochs_run: int
+    losses: list[float]
+    selected_epoch: int
+    selection_rule: str
+    validation_scores: list[float] = field(default_factory=list)
+
+    def as_info(self) -> dict[str, Any]:
+        """JSON-ready form for a detector's `fit_info_`."""
+        return {
+            "epochs_run": self.epochs_run,
+            "losses": self.losses,
+            "selected_epoch": self.selected_epoch,
+            "selection_rule": self.selection_rule,
+            "validation_scores": self.validation_scores,
+        }
+
+
+def build_optimizer(
+    name: str,
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """Adam or SGD from a detector's hyper-parameters (every setting is passed in; none is a literal here)."""
+    trainable = [p for p in parameters if p.requires_grad]
+    if not trainable:
+        raise InputError("nothing to train: the detector's sub-networks have no trainable parameters")
+    if name == "adam":
+        return torch.optim.Adam(trainable, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise InputError(f"optimizer {name!r} is unknown; use 'adam' or 'sgd'")
+
+
+def fingerprint(params: dict[str, Any], n_train: int) -> str:
+    """Identity of a fit: a checkpoint from a fit with other params or another training set is not resumed."""
+    text = json.dumps({"params": params, "n_train": n_train}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _run_steps(
+    loss: torch.Tensor | Iterator[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    parameters: list[nn.Parameter],
+    clip_grad_norm: float | None,
+) -> list[float]:
+    losses = [loss] if isinstance(loss, torch.Tensor) else loss
+    values: list[float] = []
+    for value in losses:
+        if not torch.isfinite(value):
+            raise InputError(
+                f"training loss became {float(value.detach())}; lower the learning rate or check the backbone weights"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
+        optimizer.step()
+        values.append(float(value.detach()))
+    return values
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load(path: Path, expected: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError) as error:
+        raise InputError(
+            f"{path} is not a readable fractalad training checkpoint; delete it to start the fit over"
+        ) from error
+    return state if state.get("fingerprint") == expected else None
+
+
+def train_epochs(
+    modules: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    train: TrainSet,
+    step_loss: StepLoss,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    progress: bool = False,
+    work_dir: Path | None = None,
+    run_fingerprint: str = "",
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    validation: TrainSet | None = None,
+    validate: Callable[[TrainSet], float] | None = None,
+    clip_grad_norm: float | None = None,
+    desc: str = "train",
+) -> TrainingRecord:
+    """Train `modules` for `epochs` epochs over shuffled batches of `train`; see the module docstring."""
+    if epochs < 1:
+        raise InputError(f"epochs must be >= 1, got {epochs}")
+    parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    checkpoint = work_dir / CHECKPOINT_NAME if work_dir is not None else None
+    losses: list[float] = []
+    scores: list[float] = []
+    best: dict[str, Any] | None = None
+    start = 0
+    saved = _load(checkpoint, run_fingerprint) if checkpoint is not None else None
+    if saved is not None:
+        for name, module in modules.items():
+            module.load_state_dict(saved["modules"][name])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        start, losses, scores, best = saved["epoch"], saved["losses"], saved["scores"], saved["best"]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    total = train.num_batches(batch_size)
+    for epoch in range(start, epochs):
+        for module in modules.values():
+            module.train()
+        batches = train.batches(batch_size, shuffle=True, generator=_epoch_generator(seed, epoch))
+        bar = tqdm(batches, total=total, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        epoch_losses: list[float] = []
+        for batch in bar:
+            with autocast:
+                loss = step_loss(batch.to(device))
+            epoch_losses.extend(_run_steps(loss, optimizer, parameters, clip_grad_norm))
+            bar.set_postfix(loss=f"{epoch_losses[-1]:.4g}")
+        losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
+        if scheduler is not None:
+            scheduler.step()
+        if validation is not None and validate is not None:
+            for module in modules.values():
+                module.eval()
+            scores.append(float(validate(validation)))
+            if best is None or scores[-1] < best["score"]:
+                best = {"epoch": epoch + 1, "score": scores[-1], "modules": _copy_states(modules)}
+        if checkpoint is not None:
+            state = _state(modules, optimizer, scheduler, epoch + 1, losses, scores, best, run_fingerprint)
+            _save(checkpoint, state)
+    for module in modules.values():
+        module.eval()
+    if best is not None:
+        for name, module in modules.items():
+            module.load_state_dict(best["modules"][name])
+        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores)
+    return TrainingRecord(epochs, losses, epochs, "last epoch", scores)
+
+
+def _copy_states(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+
+
+def _state(
+    modules: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    epoch: int,
+    losses: list[float],
+    scores: list[float],
+    best: dict[str, Any] | None,
+    run_fingerprint: str,
+) -> dict[str, Any]:
+    return {
+        "fingerprint": run_fingerprint,
+        "epoch": epoch,
+        "modules": {name: m.state_dict() for name, m in modules.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "losses": [float(x) for x in losses],
+        "scores": [float(x) for x in scores],
+        "best": best,
+    }
+
+
+def mean_validation_loss(
+    step_loss: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device
+) -> Callable[[TrainSet], float]:
+    """A `validate` function: the mean of `step_loss` over the validation images, without gradients."""
+
+    @torch.no_grad()
+    def validate(validation: TrainSet) -> float:
+        values = [float(step_loss(batch.to(device))) * len(batch) for batch in validation.batches(batch_size)]
+        return sum(values) / max(1, len(validation)) if values else math.inf
+
+    return validate
