@@ -49,7 +49,9 @@ def parse_recipe(spec: str, images: int, seed: int) -> Recipe:
     """`LABEL=PRESET[:key=value...]` at a budget of `images` training images (epochs = images / epoch)."""
     label, sep, rest = spec.partition("=")
     if not sep or not label or label == RANDOM:
-        raise InputError(f"recipe {spec!r}: expected LABEL=PRESET[:key=value...] with a label other than 'random'")
+        raise InputError(
+            f"recipe {spec!r}: expected LABEL=PRESET[:key=value...] with a label other than 'random'"
+        )
     preset, *overrides = rest.split(":")
     config = from_mapping(
         {"seed": seed, **parse_overrides(overrides)}, get_preset(preset), source=f"recipe {label}"
@@ -67,7 +69,9 @@ def pretrained_weights(recipe: Recipe, out: Path) -> Path:
     folder = out / "pretrain" / recipe.label
     if (folder / SUMMARY_FILE).is_file():
         return folder / BACKBONE_FILE
-    print(f"pre-training {recipe.label}: {recipe.config.epochs} epochs x {recipe.config.epoch_size}", flush=True)
+    print(
+        f"pre-training {recipe.label}: {recipe.config.epochs} epochs x {recipe.config.epoch_size}", flush=True
+    )
     return pretrain(recipe.config, folder, resume=True)
 
 
@@ -100,7 +104,10 @@ def training_facts(out: Path, label: str) -> str:
 
 
 def table(
-    means: dict[tuple[str, int, str], dict[str, float]], labels: Sequence[str], sizes: Sequence[int], out: Path
+    means: dict[tuple[str, int, str], dict[str, float]],
+    labels: Sequence[str],
+    sizes: Sequence[int],
+    out: Path,
 ) -> str:
     """Markdown: one row per (weights, evaluation size); per method image/pixel AUROC, AUPRO and the image
     AUROC gain over random weights at the same size, in percent."""
@@ -151,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> str:
                 means[label, size, method] = cell
                 print(f"{label} {size}px {method}: mean image AUROC {cell['image_auroc']:.3f}", flush=True)
     text = table(means, list(weights), args.sizes, args.out)
-    print(f"\n{args.arch}, {args.images} training images per recipe, categories: {', '.join(args.categories)}")
+    print(
+        f"\n{args.arch}, {args.images} training images per recipe, categories: {', '.join(args.categories)}"
+    )
     print(text)
     print(f"\nwall time of this invocation: {time.perf_counter() - started:.0f} s")
     return text

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from fractalad.data import SYNTHETIC_CATEGORIES
 from fractalad.demo import DEMO_METHODS, DEMO_PRETRAIN_OVERRIDES, DemoSettings, run_demo
+from fractalad.pretrain.config import PRESETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="end-to-end demo: tiny fractal pre-training, then PatchCore and PaDiM on the synthetic dataset",
-        description="Sample fractals and pre-train a tiny ResNet18 on them, then compare its features with "
+        help="end-to-end demo: CPU-sized fractal pre-training, then PatchCore and PaDiM on the synthetic dataset",
+        description="Sample fractals and pre-train a small ResNet18 on them, then compare its features with "
         "random (and locally cached ImageNet) weights under PatchCore and PaDiM on the built-in synthetic "
         "MVTec-format dataset. Writes results.{md,csv,json,png}. About 10 minutes on 2 CPU cores; re-running "
         "reuses the finished pre-training.",
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=DemoSettings.size, help="evaluation image size")
     parser.add_argument("--seed", type=int, default=DemoSettings.seed)
     parser.add_argument(
+        "--pretrain-preset",
+        default=DemoSettings.pretrain_preset,
+        choices=sorted(PRESETS),
+        help="pre-training recipe (default: %(default)s, the best CPU recipe of benchmarks/pretrain_quality.py)",
+    )
+    parser.add_argument(
         "--synthetic-root",
         type=Path,
         default=None,
@@ -43,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         default=list(DEMO_PRETRAIN_OVERRIDES),
         metavar="KEY=VALUE",
-        help="overrides of the tiny pre-training preset (default: %(default)s)",
+        help="overrides of the pre-training preset (default: %(default)s)",
     )
     parser.set_defaults(handler=_run)
 
@@ -55,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods),
         size=args.size,
         seed=args.seed,
+        pretrain_preset=args.pretrain_preset,
         pretrain_overrides=tuple(args.pretrain_overrides),
         synthetic_root=args.synthetic_root,
     )

@@ -218,7 +218,9 @@ class FixedImageDataset(Dataset):
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
         label = idx // self.samples_per_class
-        image = torch.from_numpy(np.array(self.images[label])).permute(2, 0, 1)  # a writable copy of the mmap row
+        image = torch.from_numpy(np.array(self.images[label])).permute(
+            2, 0, 1
+        )  # a writable copy of the mmap row
         return self.augment(image, self.epoch, idx), label
 
 
@@ -262,7 +264,9 @@ class DeviceFixedBatches:
         indices = self.order[b * self.batch_size : (b + 1) * self.batch_size]
         labels = torch.from_numpy(indices // self.samples_per_class)
         epoch = self.sampler.epoch
-        images = [self.augment(self.images[label], epoch, int(i)) for i, label in zip(indices, labels.tolist())]
+        images = [
+            self.augment(self.images[label], epoch, int(i)) for i, label in zip(indices, labels.tolist())
+        ]
         return torch.stack(images), labels.to(self.images.device)
 
 

@@ -43,8 +43,12 @@ def test_multi_instance_presets_are_the_paper_recipe_on_composites(arch: str) ->
     c = PRESETS[f"paper-multi-{arch}"]
     paper = PRESETS[f"paper-{arch}"]
     assert c.multi_instance and c.same_class_instances and c.instances == (4, 10)
-    assert dataclasses.replace(c, preset=paper.preset, multi_instance=False, instances=(1, 5),
-                               same_class_instances=False) == paper
+    assert (
+        dataclasses.replace(
+            c, preset=paper.preset, multi_instance=False, instances=(1, 5), same_class_instances=False
+        )
+        == paper
+    )
 
 
 def test_cpu_recipes_share_the_tiny_budget() -> None:
@@ -150,8 +154,15 @@ def test_rendered_images_take_the_imagenet_stack_too() -> None:
 
 
 def test_fixed_image_run_with_mixing_is_reproducible(tmp_path: Path, make_config) -> None:
-    recipe = ["image_source=fixed", "augment=imagenet", "random_erasing=0.5", "mix_prob=0.8",
-              "render_size=48", "render_points=2000", "epochs=1"]
+    recipe = [
+        "image_source=fixed",
+        "augment=imagenet",
+        "random_erasing=0.5",
+        "mix_prob=0.8",
+        "render_size=48",
+        "render_points=2000",
+        "epochs=1",
+    ]
     config = make_config(*recipe)
     torch.manual_seed(123)  # the global generator must not matter
     pretrain(config, tmp_path / "a")
