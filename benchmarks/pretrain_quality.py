@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from fractalad.data import SYNTHETIC_CATEGORIES, load_category
 from fractalad.detectors import create_detector
@@ -76,21 +77,29 @@ def pretrained_weights(recipe: Recipe, out: Path) -> Path:
 
 
 def detection_result(
-    out: Path, label: str, weights: str, arch: str, method: str, category: str, size: int, seed: int
-) -> dict[str, float | None]:
-    """One detector result, read from out/eval/LABEL/SIZE/CATEGORY-METHOD.json or computed and written there."""
+    out: Path, job: tuple[int, str, str, str], weights: str, arch: str, seed: int, root: Path | None
+) -> dict[str, float | str | None]:
+    """The result of job (size, category, weights label, method), read from
+    out/eval/LABEL/SIZE/CATEGORY-METHOD.json or computed and written there."""
+    size, category, label, method = job
     path = out / "eval" / label / str(size) / f"{category}-{method}.json"
     if path.is_file():
         return json.loads(path.read_text())
     detector = create_detector(method, backbone=arch, weights=weights, seed=seed)
-    result = evaluate(detector, load_category("synthetic", None, category), size=size, device="cpu")
-    summary = result.summary()
+    try:
+        result = evaluate(detector, load_category("synthetic", root, category), size=size, device="cpu")
+        summary: dict[str, float | str | None] = dict(result.summary())
+    except torch.linalg.LinAlgError as error:
+        # PaDiM's Cholesky fails on some backbones' features (badly scaled covariances): a recipe result,
+        # recorded and counted in the table rather than ending the run.
+        summary = {m: None for m in METRICS} | {"error": str(error).splitlines()[0]}
     write_text_atomic(path, json.dumps(summary, indent=2))
     return summary
 
 
-def mean(values: Sequence[float | None]) -> float:
-    present = [v for v in values if v is not None]
+def mean(values: Sequence[float | str | None]) -> float:
+    """Mean of the values present (failed runs have None)."""
+    present = [float(v) for v in values if v is not None]
     return sum(present) / len(present) if present else math.nan
 
 
@@ -110,7 +119,8 @@ def table(
     out: Path,
 ) -> str:
     """Markdown: one row per (weights, evaluation size); per method image/pixel AUROC, AUPRO and the image
-    AUROC gain over random weights at the same size, in percent."""
+    AUROC gain over random weights at the same size, in percent; means over the categories that ran, with
+    the number of failed ones."""
     head = "| weights | train acc / s | eval px |"
     rule = "|---|---|---|"
     for method in METHODS:
@@ -123,7 +133,8 @@ def table(
             for method in METHODS:
                 cell = means[label, size, method]
                 gain = cell["image_auroc"] - means[RANDOM, size, method]["image_auroc"]
-                row += "".join(f" {100 * cell[m]:.1f} |" for m in METRICS) + f" {100 * gain:+.1f} |"
+                failed = f" ({cell['failed']} failed)" if cell["failed"] else ""
+                row += "".join(f" {100 * cell[m]:.1f}{failed} |" for m in METRICS) + f" {100 * gain:+.1f} |"
             lines.append(row)
     return "\n".join(lines)
 
@@ -136,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="evaluation resolutions")
     parser.add_argument("--categories", nargs="+", default=list(SYNTHETIC_CATEGORIES))
     parser.add_argument("--arch", default="resnet18")
+    parser.add_argument(
+        "--synthetic-root", type=Path, default=None, help="synthetic data folder (default: fractalad's cache)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -145,18 +159,30 @@ def main(argv: Sequence[str] | None = None) -> str:
         raise InputError(f"every recipe must train --arch {args.arch} (set arch=... in the recipe or --arch)")
     started = time.perf_counter()
     weights = {RANDOM: RANDOM, **{r.label: str(pretrained_weights(r, args.out)) for r in recipes}}
-    means: dict[tuple[str, int, str], dict[str, float]] = {}
-    # Smallest evaluation size first: a partial run already holds every recipe at that size.
-    for size in sorted(args.sizes):
-        for label, source in weights.items():
-            for method in METHODS:
-                results = [
-                    detection_result(args.out, label, source, args.arch, method, c, size, args.seed)
-                    for c in args.categories
-                ]
-                cell = {m: mean([r[m] for r in results]) for m in METRICS}
-                means[label, size, method] = cell
-                print(f"{label} {size}px {method}: mean image AUROC {cell['image_auroc']:.3f}", flush=True)
+    # Smallest size first, then category by category with every backbone: an interrupted run already holds
+    # complete comparisons on the categories it finished (re-run with --categories to print those).
+    results: dict[tuple[str, int, str, str], dict[str, float | str | None]] = {}
+    jobs = [
+        (size, category, label, method)
+        for size in sorted(args.sizes)
+        for category in args.categories
+        for label in weights
+        for method in METHODS
+    ]
+    for job in tqdm(jobs, desc="detect", unit="run"):
+        size, category, label, method = job
+        results[label, size, category, method] = detection_result(
+            args.out, job, weights[label], args.arch, args.seed, args.synthetic_root
+        )
+    means = {
+        (label, size, method): {
+            **{m: mean([results[label, size, c, method][m] for c in args.categories]) for m in METRICS},
+            "failed": sum("error" in results[label, size, c, method] for c in args.categories),
+        }
+        for label in weights
+        for size in args.sizes
+        for method in METHODS
+    }
     text = table(means, list(weights), args.sizes, args.out)
     print(
         f"\n{args.arch}, {args.images} training images per recipe, categories: {', '.join(args.categories)}"

@@ -85,6 +85,8 @@ class Layout:
 
 def _check_resumable(saved: dict[str, Any], config: PretrainConfig, path: Path) -> None:
     current = config.to_dict()
+    # A key the saved run predates had its default value then (keys are added with the old behaviour).
+    saved = {**PretrainConfig().to_dict(), **saved}
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
