@@ -1,4 +1,4 @@
-"""The end-to-end demo on built-in data, as a tiny benchmark grid: fractals -> tiny pre-training -> PatchCore
+"""The end-to-end demo on built-in data, as a tiny benchmark grid: fractals -> CPU-sized pre-training -> PatchCore
 and PaDiM on the synthetic dataset with fractal, random and (when cached locally) ImageNet weights, run by the
 grid runner into a results store -> the report in the paper's layout."""
 
@@ -21,12 +21,12 @@ GRID_FILE = "grid.yaml"
 
 
 def pretrain_fractal_backbone(settings: DemoSettings) -> Path:
-    """Pre-train (or resume, or reuse) the tiny fractal backbone; returns its exported weight file."""
+    """Pre-train (or resume, or reuse) the CPU-sized fractal backbone; returns its exported weight file."""
     from fractalad.pretrain.config import from_mapping, get_preset, parse_overrides, save_config
     from fractalad.pretrain.train import pretrain
 
     values = {"arch": settings.arch, "seed": settings.seed, **parse_overrides(settings.pretrain_overrides)}
-    config = from_mapping(values, get_preset("tiny"), source="demo pre-training settings")
+    config = from_mapping(values, get_preset(settings.pretrain_preset), source="demo pre-training settings")
     out = settings.out_dir / "pretrain"
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "demo-config.yaml")
@@ -57,7 +57,7 @@ def run_demo(settings: DemoSettings) -> ReportFiles:
     started = time.perf_counter()
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/3] pre-training the tiny fractal backbone into {out / 'pretrain'}", flush=True)
+    print(f"[1/3] pre-training a fractal backbone ({settings.pretrain_preset}) into {out / 'pretrain'}", flush=True)
     fractal_weights = pretrain_fractal_backbone(settings)
     grid = demo_grid(settings, fractal_weights, torchvision_imagenet_cached(settings.arch))
     write_grid(grid, out / GRID_FILE)

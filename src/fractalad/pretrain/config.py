@@ -15,6 +15,8 @@ from fractalad.files import write_text_atomic
 
 SCHEDULES: tuple[str, ...] = ("multistep", "cosine")
 SAMPLERS: tuple[str, ...] = ("sigma-factor", "fractaldb")
+IMAGE_SOURCES: tuple[str, ...] = ("render", "fixed")
+AUGMENTS: tuple[str, ...] = ("crop", "imagenet")
 DEVICES_HINT = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
@@ -24,6 +26,10 @@ class PretrainConfig:
 
     `batch_size` is the global batch per optimiser step (all ranks and accumulation micro-steps together),
     so a recipe means the same on 1 or 64 devices. One epoch is `num_classes * samples_per_class` samples.
+    `image_source="fixed"` renders one image per system once (at `render_size`) and caches it in the run
+    folder; all variety then comes from `augment` ("crop" or the "imagenet" stack), `random_erasing` and
+    MixUp/CutMix (`mix_prob`, `mix_alpha`). With `device_render` the cached images are augmented on the
+    training device instead of in DataLoader workers.
     """
 
     preset: str = "custom"
@@ -48,6 +54,11 @@ class PretrainConfig:
     crop: int | None = 224
     mean: tuple[float, float, float] | None = (0.2, 0.2, 0.2)
     std: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
+    image_source: str = "render"
+    augment: str = "crop"
+    random_erasing: float = 0.0
+    mix_prob: float = 0.0
+    mix_alpha: float = 1.0
     sampler: str = "sigma-factor"
     n_min: int = 2
     n_max: int = 8
@@ -125,6 +136,26 @@ def _problems(c: PretrainConfig) -> list[str]:
         ),
         ((c.mean is None) == (c.std is None), "mean and std must both be set or both be null"),
         (c.std is None or all(s > 0 for s in c.std), f"std={c.std} must be positive"),
+        (
+            c.image_source in IMAGE_SOURCES,
+            f"image_source={c.image_source!r} is not one of {', '.join(IMAGE_SOURCES)}",
+        ),
+        (c.augment in AUGMENTS, f"augment={c.augment!r} is not one of {', '.join(AUGMENTS)}"),
+        (
+            0 <= c.random_erasing <= 1 and 0 <= c.mix_prob <= 1 and c.mix_alpha > 0,
+            f"random_erasing={c.random_erasing} and mix_prob={c.mix_prob} must lie in [0, 1], "
+            f"mix_alpha={c.mix_alpha} must be > 0",
+        ),
+        (
+            not (c.multi_instance and (c.mix_prob > 0 or c.image_source == "fixed")),
+            "multi_instance composites are rendered per sample with multi-hot labels: use image_source=render "
+            "and mix_prob=0 with it",
+        ),
+        (
+            c.image_source == "render" or c.num_systems == c.num_classes,
+            f"image_source=fixed caches one image per class: num_systems={c.num_systems} must equal "
+            f"num_classes={c.num_classes}",
+        ),
         (c.sampler in SAMPLERS, f"sampler={c.sampler!r} is not one of {', '.join(SAMPLERS)}"),
         (1 <= c.n_min <= c.n_max, f"n_min={c.n_min}, n_max={c.n_max} must satisfy 1 <= n_min <= n_max"),
         (
@@ -145,6 +176,77 @@ def _problems(c: PretrainConfig) -> list[str]:
 
 
 _PAPER = PretrainConfig(preset="paper-resnet18", num_systems=100_000)
+PAPER_ARCHS: tuple[str, ...] = ("resnet18", "wide_resnet50_2", "wide_resnet101_2")
+
+
+def _ofdb(arch: str) -> PretrainConfig:
+    """OFDB-4AD (SPECS section 13): 1,000 classes x one fixed 512 px image, the ImageNet augmentation stack,
+    SGD 0.1 cosine with 5 warm-up epochs, 20,000 epochs of 1,000 images at batch 128.
+
+    One of our epochs shows every image 16 times (16 of OFDB's epochs), so 1,250 epochs see the same
+    20,000,000 images in the same 156,250 steps with the same warm-up (5 / 16 of an epoch), while the run
+    checkpoints every 125 steps instead of every 8. Augmentation runs on the training device.
+    """
+    return dataclasses.replace(
+        _PAPER,
+        preset=f"ofdb-{arch}",
+        arch=arch,
+        num_systems=1000,
+        samples_per_class=16,
+        epochs=1250,
+        batch_size=128,
+        schedule="cosine",
+        milestones=(),
+        warmup_epochs=5 / 16,
+        render_size=512,
+        n_max=4,
+        image_source="fixed",
+        augment="imagenet",
+        random_erasing=0.5,
+        mix_prob=0.8,
+        mix_alpha=1.0,
+        device_render=True,
+    )
+
+
+def _paper_multi(arch: str) -> PretrainConfig:
+    """The paper's recipe on multi-instance images (SPECS section 4, the paper code's variant): each image
+    composites 4-10 of its class's systems; multi-hot labels with BCE."""
+    return dataclasses.replace(
+        _PAPER,
+        preset=f"paper-multi-{arch}",
+        arch=arch,
+        multi_instance=True,
+        instances=(4, 10),
+        same_class_instances=True,
+    )
+
+
+# Minutes on a laptop CPU: 100 classes at 64 px, one system per class.
+_TINY = PretrainConfig(
+    preset="tiny",
+    num_classes=100,
+    num_systems=100,
+    samples_per_class=50,
+    epochs=10,
+    batch_size=64,
+    lr=0.1,
+    schedule="cosine",
+    milestones=(),
+    warmup_epochs=0.5,
+    render_size=72,
+    render_points=20_000,
+    crop=64,
+    n_max=4,
+    workers=1,
+    threads=2,  # the render worker needs ~3 % of a core, so the trainer takes both
+    device="cpu",
+    amp=False,
+    channels_last=False,
+    checkpoint_every_steps=100,
+    log_every_steps=10,
+)
+
 
 PRESETS: dict[str, PretrainConfig] = {
     "paper-resnet18": _PAPER,
@@ -169,30 +271,21 @@ PRESETS: dict[str, PretrainConfig] = {
         std=None,
         n_max=4,
     ),
-    # Minutes on a laptop CPU: 100 classes at 64 px, one system per class.
-    "tiny": PretrainConfig(
-        preset="tiny",
-        num_classes=100,
-        num_systems=100,
-        samples_per_class=50,
-        epochs=10,
-        batch_size=64,
-        lr=0.1,
-        schedule="cosine",
-        milestones=(),
-        warmup_epochs=0.5,
-        render_size=72,
-        render_points=20_000,
-        crop=64,
-        n_max=4,
-        workers=1,
-        threads=2,  # the render worker needs ~3 % of a core, so the trainer takes both
-        device="cpu",
-        amp=False,
-        channels_last=False,
-        checkpoint_every_steps=100,
-        log_every_steps=10,
+    **{f"ofdb-{arch}": _ofdb(arch) for arch in ("resnet50", "wide_resnet50_2")},
+    **{f"paper-multi-{arch}": _paper_multi(arch) for arch in PAPER_ARCHS},
+    "tiny": _TINY,
+    # CPU-sized OFDB: the tiny budget (50,000 images) on 100 cached images with OFDB's augmentation stack.
+    "tiny-ofdb": dataclasses.replace(
+        _TINY,
+        preset="tiny-ofdb",
+        render_size=128,
+        image_source="fixed",
+        augment="imagenet",
+        random_erasing=0.5,
+        mix_prob=0.8,
     ),
+    # CPU-sized multi-instance (A&F's variant): 1-5 fractals of random classes per image, multi-hot labels.
+    "tiny-multi": dataclasses.replace(_TINY, preset="tiny-multi", multi_instance=True),
 }
 
 

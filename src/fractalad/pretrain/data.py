@@ -1,4 +1,4 @@
-"""Pre-training data: IFS systems, the on-the-fly fractal dataset, a resumable sharded sampler."""
+"""Pre-training data: IFS systems, the on-the-fly and the fixed-image fractal datasets, a resumable sampler."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fractalad.errors import InputError
+from fractalad.files import atomic_path
+from fractalad.pretrain.augment import SampleAugment, to_uint8
 from fractalad.pretrain.config import PretrainConfig
 
 
@@ -168,13 +170,127 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def build_dataset(config: PretrainConfig, systems: Sequence[np.ndarray]) -> Dataset:
-    """The on-the-fly fractal dataset (multi-label when `multi_instance`); images (3, S, S) in [0, 1]."""
+def fixed_render_config(config: PretrainConfig) -> Any:
+    """How the cached images are drawn: the whole attractor framed (no window, jitter, flip or blur draws),
+    since augmentation supplies all the variety of a fixed-image run."""
+    return render_config(config).replace(window=False, jitter=False, flips=False, blur=False)
+
+
+def prepare_fixed_images(config: PretrainConfig, systems: Sequence[np.ndarray], path: Path) -> None:
+    """Render one image per system once and cache it as `path` (.npy, (S, H, W, 3) uint8); reused on resume.
+
+    Image i depends on (seed, i) only.
+    """
+    from tqdm import tqdm
+
+    from fractalad.fractals.render import render
+
+    if path.exists():
+        return
+    settings = fixed_render_config(config)
+    images = np.empty((len(systems), settings.size, settings.size, 3), np.uint8)
+    for i in tqdm(range(len(systems)), desc="render fixed images", unit="img", leave=False):
+        seed = int(np.random.SeedSequence([config.seed, i, 0xF1C]).generate_state(1, np.uint64)[0])
+        images[i] = render(systems[i], settings, seed)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, images)
+
+
+def load_fixed_images(path: Path) -> np.ndarray:
+    """The cached images (S, H, W, 3) uint8, memory-mapped so DataLoader workers share one copy."""
+    return np.load(path, mmap_mode="r")
+
+
+class FixedImageDataset(Dataset):
+    """C x K samples over C cached images: sample idx is image idx // K under its own augmentation draw."""
+
+    def __init__(self, images: np.ndarray, samples_per_class: int, augment: SampleAugment) -> None:
+        self.images = images  # (C, H, W, 3) uint8
+        self.samples_per_class = samples_per_class
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images) * self.samples_per_class
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
+        label = idx // self.samples_per_class
+        image = torch.from_numpy(np.array(self.images[label])).permute(
+            2, 0, 1
+        )  # a writable copy of the mmap row
+        return self.augment(image, self.epoch, idx), label
+
+
+class AugmentedDataset(Dataset):
+    """Applies the per-sample augmentation to a full-size rendered dataset's images (labels pass through)."""
+
+    def __init__(self, dataset: Any, augment: SampleAugment) -> None:
+        self.dataset = dataset  # a FractalDataset built without crop
+        self.augment = augment
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, Any]:
+        image, label = self.dataset[idx]
+        return self.augment(to_uint8(image), self.dataset.epoch, idx), label
+
+
+class DeviceFixedBatches:
+    """Batches of the cached images augmented on `device`; batch b of an epoch holds the same samples, in
+    the same order, as the b-th batch of a one-process DataLoader over `FixedImageDataset`."""
+
+    def __init__(
+        self, images: np.ndarray, config: PretrainConfig, batch_size: int, used: int, device: torch.device
+    ) -> None:
+        self.images = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).to(device)  # (C, 3, H, W) uint8
+        self.samples_per_class = config.samples_per_class
+        self.augment = SampleAugment(config)
+        self.batch_size = batch_size
+        self.sampler = ResumableSampler(len(images) * config.samples_per_class, used, config.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.order = self.sampler.indices()
+
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (B, 3, crop, crop) float32, labels (B,) int64) on the device."""
+        indices = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+        labels = torch.from_numpy(indices // self.samples_per_class)
+        epoch = self.sampler.epoch
+        images = [
+            self.augment(self.images[label], epoch, int(i)) for i, label in zip(indices, labels.tolist())
+        ]
+        return torch.stack(images), labels.to(self.images.device)
+
+
+def build_dataset(
+    config: PretrainConfig, systems: Sequence[np.ndarray], fixed_images: np.ndarray | None = None
+) -> Dataset:
+    """The training dataset of `config`; items are (image (3, crop, crop) float32 in [0, 1], target).
+
+    Targets are class indices, or multi-hot (C,) float32 when `multi_instance`.
+    """
     from fractalad.fractals.dataset import FractalDataset, MultiInstanceDataset
 
+    if config.image_source == "fixed":
+        if fixed_images is None:
+            raise InputError("image_source=fixed needs the cached images (prepare_fixed_images)")
+        return FixedImageDataset(fixed_images, config.samples_per_class, SampleAugment(config))
+    # The paper's "crop" augmentation stays inside the renderer's dataset (its own crop draw); other stacks
+    # augment the full-size render.
+    crop = config.crop if config.augment == "crop" else None
     common = (systems, config.num_classes, config.samples_per_class, render_config(config), config.seed)
     if config.multi_instance:
-        return MultiInstanceDataset(
-            *common, crop=config.crop, instances=config.instances, same_class=config.same_class_instances
+        dataset: Dataset = MultiInstanceDataset(
+            *common, crop=crop, instances=config.instances, same_class=config.same_class_instances
         )
-    return FractalDataset(*common, crop=config.crop)
+    else:
+        dataset = FractalDataset(*common, crop=crop)
+    return dataset if config.augment == "crop" else AugmentedDataset(dataset, SampleAugment(config))

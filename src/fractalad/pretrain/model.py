@@ -10,7 +10,7 @@ from torch import nn
 from fractalad.pretrain.config import PretrainConfig
 from fractalad.pretrain.distributed import DistContext
 
-# (logits (B, C) float32, targets (B,) int64 or (B, C) multi-hot) -> (scalar loss, hits (B,) bool)
+# (logits (B, C) float32, targets (B,) int64, (B, C) soft class distributions or (B, C) multi-hot) -> (scalar loss, hits (B,) bool)
 Criterion = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -41,7 +41,14 @@ def make_criterion(config: PretrainConfig) -> Criterion:
     """Loss(logits (B, C) float32, targets) -> scalar and hits (B,) bool (top-1 is a positive label)."""
     if not config.multi_instance:
         cross_entropy = nn.CrossEntropyLoss()
-        return lambda logits, y: (cross_entropy(logits, y), logits.argmax(1) == y)
+
+        def single_label(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # y: class indices (B,), or soft class distributions (B, C) after MixUp/CutMix, whose hit is
+            # the class with the larger share.
+            best = y.argmax(1) if y.ndim == 2 else y
+            return cross_entropy(logits, y), logits.argmax(1) == best
+
+        return single_label
 
     def multi_label(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # pos_weight = C / positives balances the few positive labels of an image against the C - k negatives.

@@ -22,6 +22,7 @@ from fractalad.errors import InputError
 from fractalad.files import atomic_path, write_text_atomic
 from fractalad.pretrain import checkpoints as ckpt
 from fractalad.pretrain import data
+from fractalad.pretrain.augment import BatchMix
 from fractalad.pretrain.config import PretrainConfig, save_config
 from fractalad.pretrain.distributed import (
     DistContext,
@@ -38,6 +39,7 @@ from fractalad.pretrain.model import Criterion, build_model, input_normalizer, m
 from fractalad.pretrain.schedule import LRSchedule, ScalarLogger
 
 SYSTEMS_FILE = "systems.npz"
+FIXED_IMAGES_FILE = "fixed-images.npy"
 BACKBONE_FILE = "backbone.safetensors"
 SUMMARY_FILE = "summary.json"
 # Keys a resumed run may change: they affect speed or bookkeeping, not the optimisation trajectory.
@@ -83,6 +85,8 @@ class Layout:
 
 def _check_resumable(saved: dict[str, Any], config: PretrainConfig, path: Path) -> None:
     current = config.to_dict()
+    # A key the saved run predates had its default value then (keys are added with the old behaviour).
+    saved = {**PretrainConfig().to_dict(), **saved}
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
@@ -121,6 +125,10 @@ def _device_batches(run: Run, epoch: int, start_step: int) -> Iterator[tuple[tor
     config, context, layout, cache = run.config, run.context, run.layout, run.loaders
     if run.systems is None:
         raise InputError("device_render=true renders fractal systems itself; it cannot use a custom dataset")
+    if "device" not in cache and config.image_source == "fixed":
+        used = layout.steps_per_epoch * config.batch_size
+        images = data.load_fixed_images(run.output_dir / FIXED_IMAGES_FILE)
+        cache["device"] = data.DeviceFixedBatches(images, config, layout.micro_batch, used, context.device)
     if "device" not in cache:
         cache["device"] = DeviceFractalBatches(
             run.systems,
@@ -158,6 +166,7 @@ class Run:
     systems: list[Any] | None
     normalizer: tuple[torch.Tensor, torch.Tensor] | None
     criterion: Criterion
+    mix: BatchMix | None = None
     loaders: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def save(self, state: ckpt.TrainState, name: str = ckpt.LAST) -> None:
@@ -173,9 +182,12 @@ class Run:
 
 
 def train_step(
-    run: Run, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]
+    run: Run, micro_batches: list[tuple[torch.Tensor, torch.Tensor]], step: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One optimiser step over `accumulation_steps` micro-batches; returns (loss sum, hits, count)."""
+    """Optimiser step number `step` over `accumulation_steps` micro-batches; returns (loss sum, hits, count).
+
+    `step` keys the MixUp/CutMix draws (with the micro-batch and the rank), so a resumed run mixes alike.
+    """
     config, device, normalizer = run.config, run.context.device, run.normalizer
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros((), device=device, dtype=torch.long)
@@ -183,6 +195,8 @@ def train_step(
     for i, (images, targets) in enumerate(micro_batches):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        if run.mix is not None:
+            images, targets = run.mix(images, targets, (step, i, run.context.rank))
         if normalizer is not None:
             images = (images - normalizer[0]) / normalizer[1]
         if config.channels_last:
@@ -220,7 +234,7 @@ def _train_epoch(run: Run, epoch: int, state: ckpt.TrainState) -> tuple[ckpt.Tra
     )
     for step in range(state.step_in_epoch, layout.steps_per_epoch):
         micro = [next(batches) for _ in range(config.accumulation_steps)]
-        meter.add(*train_step(run, micro))
+        meter.add(*train_step(run, micro, state.global_step))
         state = dataclasses.replace(state, step_in_epoch=step + 1, global_step=state.global_step + 1)
         bar.update(1)
         # Rows sit at multiples of log_every_steps (and epoch ends), so a resumed run logs the same steps.
@@ -292,11 +306,17 @@ def setup_run(
         save_config(config, output_dir / "config.yaml")
         if dataset is None:
             data.prepare_systems(config, output_dir / SYSTEMS_FILE)
+            if config.image_source == "fixed":
+                systems = data.load_run_systems(output_dir / SYSTEMS_FILE)
+                data.prepare_fixed_images(config, systems, output_dir / FIXED_IMAGES_FILE)
     barrier(context)
     systems = None
     if dataset is None:
         systems = data.load_run_systems(output_dir / SYSTEMS_FILE)
-        dataset = data.build_dataset(config, systems)
+        fixed = None
+        if config.image_source == "fixed":
+            fixed = data.load_fixed_images(output_dir / FIXED_IMAGES_FILE)
+        dataset = data.build_dataset(config, systems, fixed)
     layout = Layout.of(config, context.world_size)
     model = build_model(config, context)
     optimizer = torch.optim.SGD(
@@ -331,6 +351,7 @@ def setup_run(
         systems,
         input_normalizer(config, context.device),
         make_criterion(config),
+        BatchMix(config) if config.mix_prob > 0 else None,
     ), state
 
 
