@@ -97,6 +97,8 @@ def test_every_shipped_grid_expands(path: Path, tmp_path: Path, template: Path) 
 def test_paper_grids_cover_the_papers_categories() -> None:
     assert len(read_grid(GRIDS / "paper-mvtec.yaml").categories) == 15
     assert len(read_grid(GRIDS / "paper-visa.yaml").categories) == 12
+    for name in ("paper-mvtec.yaml", "paper-visa.yaml"):  # all eight of the paper's methods
+        assert sorted(read_grid(GRIDS / name).methods) == list_detectors()
     few_shot = read_grid(GRIDS / "few-shot.yaml")
     assert few_shot.few_shot == (1, 2, 4, 8, 16, None) and len(few_shot.seeds) >= 3
     assert read_grid(GRIDS / "hierarchy.yaml").layers == [[1, 2], [2, 3], [3, 4], [1, 2, 3]]
