@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fractalad.commands.arguments import nonnegative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand and its run/status/merge actions."""
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--devices", default="cpu", help="one worker per device: cpu or cuda:0,cuda:1 (default cpu)"
     )
     run.add_argument(
-        "--max-attempts", type=int, default=2, help="tries per run before it stays failed (default 2)"
+        "--max-attempts", type=positive_int, default=2, help="tries per run before it stays failed (default 2)"
     )
     run.add_argument(
         "--artifacts",
@@ -35,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder for per-run scores and example maps (default: <store stem>-artifacts beside the store)",
     )
-    run.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    run.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
     run.add_argument(
-        "--workers", type=int, default=0, help="data-loading worker processes per run (default 0)"
+        "--workers", type=nonnegative_int, default=0, help="data-loading worker processes per run (default 0)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=run_command)
@@ -55,10 +57,7 @@ def run_command(args: argparse.Namespace) -> int:
     from fractalad.bench.evaluate import RunOptions
     from fractalad.bench.grid import describe, load_grid
     from fractalad.bench.runner import RunnerOptions, Shard, parse_devices, run_grid
-    from fractalad.errors import InputError
 
-    if args.max_attempts < 1 or args.batch_size < 1 or args.workers < 0:
-        raise InputError("--max-attempts and --batch-size must be >= 1, --workers >= 0")
     specs = load_grid(args.grid)
     options = RunnerOptions(
         devices=parse_devices(args.devices),
