@@ -38,7 +38,14 @@ from fractalad.detectors.components.flows import (
     numpy_seeded,
     positional_encoding_2d,
 )
-from fractalad.detectors.components.training import build_optimizer, fingerprint, train_epochs
+from fractalad.detectors.components.training import (
+    build_optimizer,
+    check_training_params,
+    fingerprint,
+    fit_info,
+    split_validation,
+    train_epochs,
+)
 from fractalad.errors import InputError
 
 
@@ -120,10 +127,7 @@ class CFlow(BaseDetector):
         for name, value in (
             ("coupling_blocks", coupling_blocks),
             ("clamp", clamp),
-            ("epochs", epochs),
             ("sub_epochs", sub_epochs),
-            ("batch_size", batch_size),
-            ("lr", lr),
             ("fiber_batch_size", fiber_batch_size),
             ("subnet_hidden_ratio", subnet_hidden_ratio),
         ):
@@ -134,8 +138,7 @@ class CFlow(BaseDetector):
                 "C-Flow needs lr_warmup_epochs >= 0 and lr_warmup_factor, lr_min_factor in (0, 1], got "
                 f"{lr_warmup_epochs}, {lr_warmup_factor}, {lr_min_factor}"
             )
-        if not 0.0 <= validation_fraction < 1.0:
-            raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        check_training_params(epochs, batch_size, lr, 0.0, validation_fraction)
         self.backbone = backbone
         self.weights = str(weights)
         self.layers = tuple(int(x) for x in layers)
@@ -223,9 +226,7 @@ class CFlow(BaseDetector):
         return total / max(1, count)
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
-        validation = None
-        if self.validation_fraction > 0:
-            train, validation = train.split(self.validation_fraction, self.seed)
+        train, validation = split_validation(train, self.validation_fraction, self.seed)
         optimizer = build_optimizer("adam", self.flows_.parameters(), self.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -258,7 +259,7 @@ class CFlow(BaseDetector):
             desc="cflow",
         )
         self.fit_info_ = {
-            **record.as_info(),
+            **fit_info(record, self.validation_fraction),
             "epochs_run": math.ceil(record.epochs_run / self.sub_epochs),
             "sub_epochs_run": record.epochs_run,
             "selected_epoch": math.ceil(record.selected_epoch / self.sub_epochs),

@@ -28,8 +28,11 @@ from fractalad.detectors.base import (
 from fractalad.detectors.components.flows import fastflow_graph, numpy_seeded
 from fractalad.detectors.components.training import (
     build_optimizer,
+    check_training_params,
     fingerprint,
+    fit_info,
     mean_validation_loss,
+    split_validation,
     train_epochs,
 )
 from fractalad.errors import InputError
@@ -67,17 +70,11 @@ class FastFlow(BaseDetector):
         for name, value in (
             ("input_size", input_size),
             ("flow_steps", flow_steps),
-            ("epochs", epochs),
-            ("batch_size", batch_size),
             ("hidden_ratio", hidden_ratio),
             ("clamp", clamp),
-            ("lr", lr),
         ):
             _positive(name, value)
-        if weight_decay < 0:
-            raise InputError(f"FastFlow weight_decay must be >= 0, got {weight_decay}")
-        if not 0.0 <= validation_fraction < 1.0:
-            raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        check_training_params(epochs, batch_size, lr, weight_decay, validation_fraction)
         self.backbone = backbone
         self.weights = str(weights)
         self.layers = tuple(int(x) for x in layers)
@@ -143,9 +140,7 @@ class FastFlow(BaseDetector):
         )
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
-        validation = None
-        if self.validation_fraction > 0:
-            train, validation = train.split(self.validation_fraction, self.seed)
+        train, validation = split_validation(train, self.validation_fraction, self.seed)
         modules = {"norms": self.norms_, "flows": self.flows_}
         parameters = [*self.norms_.parameters(), *self.flows_.parameters()]
         optimizer = build_optimizer("adam", parameters, self.lr, self.weight_decay)
@@ -166,7 +161,7 @@ class FastFlow(BaseDetector):
             validate=mean_validation_loss(self.loss, self.batch_size, self.device_),
             desc="fastflow",
         )
-        self.fit_info_ = record.as_info()
+        self.fit_info_ = fit_info(record, self.validation_fraction)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:

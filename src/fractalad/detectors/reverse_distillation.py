@@ -27,11 +27,13 @@ from fractalad.detectors.base import (
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.decoders import OCBE, ResNetDecoder, describe_teacher
 from fractalad.detectors.components.embedding import upsample_maps
-from fractalad.detectors.components.recipe import check_training_params, fit_info, split_validation
 from fractalad.detectors.components.training import (
     build_optimizer,
+    check_training_params,
     fingerprint,
+    fit_info,
     mean_validation_loss,
+    split_validation,
     train_epochs,
 )
 from fractalad.errors import InputError

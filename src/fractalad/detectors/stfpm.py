@@ -25,11 +25,13 @@ from fractalad.detectors.base import (
     normalization_param,
 )
 from fractalad.detectors.components.embedding import upsample_maps
-from fractalad.detectors.components.recipe import check_training_params, fit_info, split_validation
 from fractalad.detectors.components.training import (
     build_optimizer,
+    check_training_params,
     fingerprint,
+    fit_info,
     mean_validation_loss,
+    split_validation,
     train_epochs,
 )
 

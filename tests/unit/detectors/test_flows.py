@@ -66,7 +66,8 @@ def test_cflow_epochs_count_meta_epochs_and_selection_is_recorded():
     )
     info = detector.fit(texture(8, seed=1), device="cpu").fit_info_
     assert info["epochs_run"] == 1 and info["sub_epochs_run"] == 2
-    assert info["selection_rule"] == "lowest validation score" and len(info["validation_scores"]) == 2
+    rule = "lowest mean validation loss on 25% of the normal training images"
+    assert info["selection_rule"] == rule and len(info["validation_scores"]) == 2
     best = min(range(2), key=lambda i: info["validation_scores"][i]) + 1
     assert info["selected_sub_epoch"] == best and info["selected_epoch"] == 1
 
@@ -125,7 +126,7 @@ def test_fastflow_refuses_images_of_another_size():
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("fastflow", {"epochs": 0}, "epochs must be positive"),
+        ("fastflow", {"epochs": 0}, "epochs must be >= 1"),
         ("fastflow", {"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
         ("cflow", {"condition_dim": 30}, "multiple of 4"),
         ("cflow", {"lr_warmup_factor": 0.0}, "lr_warmup_factor"),
