@@ -135,12 +135,9 @@ def test_cli_sample_preview_export(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["sample", "--count", "3", "--n-range", "6", "2"], "n_min=6, n_max=2"),
-        (["sample", "--count", "-3"], "invalid system count -3"),
         (["sample", "--count", "3", "--preset", "huge"], "unknown map-count preset 'huge'"),
         (["preview", "--render", "fancy"], "unknown render preset 'fancy'"),
-        (["preview", "--size", "-5"], "invalid render size -5"),
         (["export", "--systems", "SYSTEMS", "--classes", "3"], "cannot be split evenly into 3 classes"),
-        (["export", "--systems", "SYSTEMS", "--samples-per-class", "-1"], "must be positive"),
     ],
 )
 def test_cli_invalid_parameters(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -148,6 +145,23 @@ def test_cli_invalid_parameters(argv: list[str], message: str, tmp_path: Path) -
     argv = [a.replace("SYSTEMS", str(tmp_path / "s.npz")) for a in argv]
     with pytest.raises(InputError, match=message):
         _run(["fractals", *argv, "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sample", "--count", "-3"], "argument --count: must be at least 1, got -3"),
+        (["preview", "--size", "-5"], "argument --size: must be between 8 and 8192, got -5"),
+        (["export", "--systems", "s.npz", "--samples-per-class", "-1"], "--samples-per-class: must be at least 1"),
+    ],
+)
+def test_parser_refuses_out_of_range_numbers(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _run(["fractals", *argv, "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
