@@ -74,16 +74,26 @@ class StepClock(nn.Module):
 
 
 class Cycled(Dataset):
-    """`length` items cycling through `dataset`, so one shuffled pass is `length / batch` optimiser steps."""
+    """`length` images cycling through the decoded `images` (N, 3, H, W): one shuffled pass = `length / batch` steps.
 
-    def __init__(self, dataset: Dataset, length: int) -> None:
-        self.dataset, self.length, self.size = dataset, length, len(dataset)  # type: ignore[arg-type]
+    The images are held in memory because one epoch visits each of them `length / N` times (256 steps x 32
+    originals over a few hundred images): decoding and resizing them from disk on every visit costs more than
+    the optimiser step itself on a GPU.
+    """
+
+    def __init__(self, images: torch.Tensor, length: int) -> None:
+        self.images, self.length = images, length
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int):
-        return self.dataset[index % self.size]
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index % self.images.shape[0]]
+
+
+def decode_all(train: TrainSet, batch_size: int) -> torch.Tensor:
+    """Every training image, decoded once and checked: (N, 3, H, W) float32 in [0, 1] on the CPU."""
+    return torch.cat([check_images(batch) for batch in train.batches(batch_size)])
 
 
 def pooled_unit(maps: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -180,9 +190,10 @@ class CutPaste(BaseDetector):
 
         return step_loss
 
-    def _train(self, train: TrainSet, progress: bool, work_dir: Path | None) -> dict:
+    def _train(self, images: torch.Tensor, progress: bool, work_dir: Path | None) -> dict:
+        """Fine-tune on views of `images` (N, 3, H, W), decoded once; returns the TrainingRecord's info."""
         extractor, clock = self.extractor_, StepClock()
-        cycled = TrainSet(Cycled(train.dataset, self.steps_per_epoch * self.batch_size), train.num_workers)
+        cycled = TrainSet(Cycled(images, self.steps_per_epoch * self.batch_size))
         parameters = [*extractor.parameters(), *self.head_.parameters()]
         optimizer = build_optimizer("sgd", parameters, self.lr, self.weight_decay, self.momentum)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
@@ -197,7 +208,7 @@ class CutPaste(BaseDetector):
             device=self.device_,
             progress=progress,
             work_dir=work_dir,
-            run_fingerprint=fingerprint(self.get_params(), len(train)),
+            run_fingerprint=fingerprint(self.get_params(), images.shape[0]),
             scheduler=scheduler,
             desc="cutpaste",
         )
@@ -206,10 +217,11 @@ class CutPaste(BaseDetector):
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
         if len(train) < 2:
             raise InputError("CutPaste.fit needs at least 2 training images to fit its Gaussian density")
-        info = self._train(train, progress, work_dir)
+        images = decode_all(train, self.batch_size)
+        info = self._train(images, progress, work_dir)
         self.extractor_.eval()
         self.head_.eval()
-        self._fit_density(train, progress)
+        self._fit_density(TrainSet.from_tensor(images), progress)
         self.fit_info_ = {
             **info,
             "finetuned_backbone": True,

@@ -12,7 +12,7 @@ from sklearn.covariance import LedoitWolf
 
 from fractalad.detectors import create_detector
 from fractalad.detectors import cutpaste as cutpaste_module
-from fractalad.detectors.base import read_detector_file
+from fractalad.detectors.base import TrainSet, read_detector_file
 from fractalad.detectors.components import augment
 from fractalad.detectors.components.density import fit_ledoit_wolf, mahalanobis_squared
 from fractalad.detectors.components.patches import dense_patches, fold_patches, gaussian_window, scores_to_map
@@ -167,6 +167,27 @@ def test_killed_cutpaste_fit_resumes_to_the_uninterrupted_result(tmp_path: Path,
     monkeypatch.setattr(cutpaste_module, "make_views", real)
     resumed = cutpaste(**params).fit(train, device="cpu", work_dir=tmp_path).predict(images)
     assert torch.equal(resumed.image_scores, reference.image_scores)
+
+
+class CountingImages(torch.utils.data.Dataset):
+    """A dataset that counts its reads, standing in for images decoded from disk on every access."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.reads = images, 0
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.reads += 1
+        return self.images[index]
+
+
+def test_cutpaste_decodes_each_training_image_once_per_fit():
+    # 3 epochs x 2 steps x 4 originals = 24 visits of 4 images: all served from memory after one read each.
+    dataset = CountingImages(texture(4, seed=1))
+    cutpaste(**{**TINY_CUTPASTE, "epochs": 3}).fit(TrainSet(dataset), device="cpu")
+    assert dataset.reads == 4
 
 
 def test_bad_hyper_parameters_are_one_line_errors():
