@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,7 @@ def _state_key(attribute: str) -> str:
     return attribute.rstrip("_")
 
 
-class BaseDetector:
+class BaseDetector(ABC):
     """Shared machinery: params from the signature, device/backbone setup, and the save/load convention."""
 
     name: ClassVar[str]
@@ -237,12 +238,13 @@ class BaseDetector:
         self._fit(train_set, progress, Path(work_dir) if work_dir is not None else None)
         return self
 
+    @abstractmethod
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement _fit")
+        """Fit the method's state on `train`; the backbone and untrained sub-networks are already built."""
 
+    @abstractmethod
     def predict(self, images: torch.Tensor) -> Prediction:
         """(B, 3, H, W) in [0, 1] -> Prediction(image_scores (B,), anomaly_maps (B, H, W))."""
-        raise NotImplementedError(f"{type(self).__name__} must implement predict")
 
     def require_fitted(self) -> FeatureExtractor:
         """The extractor, after checking that every fitted attribute is set."""
