@@ -111,7 +111,7 @@ class PatchCore(BaseDetector):
         generator = torch.Generator().manual_seed(self.seed)
         projected = project_chunks(chunks, self.projection_eps, generator)  # (d, N)
         n_select = max(1, int(projected.shape[1] * self.coreset_ratio))
-        selected = greedy_coreset(projected, n_select, generator)
+        selected = greedy_coreset(projected, n_select, generator, progress)
         del projected
         self.memory_bank_ = rows_from_chunks(chunks, selected).contiguous()
 

@@ -57,7 +57,9 @@ POINTS_PER_CHUNK = 4096
 
 
 @torch.no_grad()
-def greedy_coreset(features_t: torch.Tensor, n_select: int, generator: torch.Generator) -> torch.Tensor:
+def greedy_coreset(
+    features_t: torch.Tensor, n_select: int, generator: torch.Generator, progress: bool = False
+) -> torch.Tensor:
     """Indices (n_select,) of a farthest-first traversal of the N columns of features_t (d, N).
 
     The first centre is drawn from generator; each next one is the point farthest from all centres so far
@@ -72,10 +74,10 @@ def greedy_coreset(features_t: torch.Tensor, n_select: int, generator: torch.Gen
     n_select = max(1, min(n_select, n_rows))
     first = int(torch.randint(n_rows, (1,), generator=generator))
     if features_t.device.type != "cpu":
-        return traverse_torch(features_t, n_select, first)
+        return traverse_torch(features_t, n_select, first, progress)
     if features_t.dtype != torch.float64:
         features_t = features_t.float()
-    selected, _ = traverse_compiled(features_t.detach().contiguous().numpy(), n_select, first)
+    selected, _ = traverse_compiled(features_t.detach().contiguous().numpy(), n_select, first, progress)
     return torch.from_numpy(selected)
 
 
@@ -94,7 +96,9 @@ class TraversalCounts:
     moved: int
 
 
-def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[np.ndarray, TraversalCounts]:
+def traverse_compiled(
+    features: np.ndarray, n_select: int, first: int, progress: bool = False
+) -> tuple[np.ndarray, TraversalCounts]:
     """Farthest-first traversal of the columns of features (d, N) float32/float64 from column `first`.
 
     Besides the (d, N) input it holds a row-major copy (4 B per value, read only for exact distances) and the
@@ -123,7 +127,10 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
     n_chunks = max(1, -(-n // POINTS_PER_CHUNK))
     chunk_best, chunk_index = np.empty(n_chunks), np.empty(n_chunks, np.int64)
     chunk_counts, probe = np.zeros((n_chunks, 3), np.int64), np.zeros(3, np.int64)
-    with tqdm(total=n_select, desc="coreset", unit="step", leave=False, mininterval=2.0) as progress:
+    bar = tqdm(
+        total=n_select, desc="coreset", unit="step", leave=False, mininterval=2.0, disable=not progress
+    )
+    with bar:
         for start in range(0, n_select, STEPS_PER_CALL):
             stop = min(n_select, start + STEPS_PER_CALL)
             kernels.run_steps(
@@ -147,12 +154,14 @@ def traverse_compiled(features: np.ndarray, n_select: int, first: int) -> tuple[
                 start,
                 stop,
             )
-            progress.update(stop - start)
+            bar.update(stop - start)
     skipped, exact, moved = chunk_counts.sum(axis=0)
     return selected, TraversalCounts(n_select, n, int(skipped), int(exact), int(moved))
 
 
-def traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch.Tensor:
+def traverse_torch(
+    features_t: torch.Tensor, n_select: int, first: int, progress: bool = False
+) -> torch.Tensor:
     """Plain farthest-first traversal: per step one mat-vec (d, N) and three O(N) updates, no host sync.
 
     Runs on a centred float64 copy, like the compiled path's exact distances: pooled activations share a large
@@ -166,7 +175,10 @@ def traverse_torch(features_t: torch.Tensor, n_select: int, first: int) -> torch
     selected[0] = first
     min_sq = torch.full_like(sq_norm, math.inf)
     distance = torch.empty_like(sq_norm)
-    for step in tqdm(range(n_select), desc="coreset", unit="step", leave=False, mininterval=2.0):
+    steps = tqdm(
+        range(n_select), desc="coreset", unit="step", leave=False, mininterval=2.0, disable=not progress
+    )
+    for step in steps:
         new = selected[step : step + 1]  # (1,) index kept on the device
         centre = features_t.index_select(1, new).squeeze(1)  # (d,)
         torch.addmv(sq_norm, features_t.T, centre, alpha=-2.0, out=distance)  # |x|^2 - 2 x.c
