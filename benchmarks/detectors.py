@@ -152,9 +152,10 @@ def texture_images(count: int, size: int, seed: int) -> torch.Tensor:
 
 def patch_features(kind: str, n_images: int, root: Path, size: int) -> torch.Tensor:
     """(N, C) PatchCore patch features (resnet18 layer2+3, the benchmark's random weights) or Gaussian ones."""
+    from fractalad.data.images import AnomalyImageDataset
     from fractalad.data.mvtec import load_mvtec
     from fractalad.detectors import create_detector
-    from fractalad.detectors.evaluate import ImageBatches
+    from fractalad.detectors.base import TrainSet
 
     if kind == "gaussian":
         return torch.randn(n_images * (size // 8) ** 2, 384, generator=torch.Generator().manual_seed(1))
@@ -163,14 +164,15 @@ def patch_features(kind: str, n_images: int, root: Path, size: int) -> torch.Ten
         backbone="resnet18",
         weights=str(root / "resnet18-seed0.safetensors"),
         layers=(2, 3),
-        device="cpu",
         normalization="imagenet",
     )
-    extractor = detector._make_extractor()
+    extractor = detector.make_extractor()
+    detector.device_ = torch.device("cpu")
     if kind == "texture":
         batches = texture_images(n_images, size, seed=0).split(16)
     else:
-        batches = iter(ImageBatches(load_mvtec(root, CATEGORY).train[:n_images], size, 16))
+        samples = load_mvtec(root, CATEGORY).train[:n_images]
+        batches = TrainSet(AnomalyImageDataset(samples, size)).batches(16)
     rows = []
     with torch.no_grad():
         for batch in batches:
@@ -227,7 +229,7 @@ def coreset_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import numba
 
     from fractalad.detectors.components.coreset import project_chunks, traverse_compiled
-    from fractalad.detectors.evaluate import peak_rss_mb
+    from fractalad.provenance import process_peak_rss_mb as peak_rss_mb
 
     torch.set_num_threads(spec["threads"])
     numba.set_num_threads(spec["threads"])  # the bandwidth probe runs on as many threads as ours
@@ -337,8 +339,10 @@ def _above(row: dict[str, Any]) -> float:
 def report(rows: list[dict[str, Any]]) -> str:
     """Markdown table plus ours/Anomalib ratios."""
     lines = [
-        "| impl | method | backbone | n_train | fit s | predict s | peak RSS MiB | RSS above baseline MiB "
-        "| image AUROC | pixel AUROC |",
+        (
+            "| impl | method | backbone | n_train | fit s | predict s | peak RSS MiB | RSS above baseline MiB "
+            "| image AUROC | pixel AUROC |"
+        ),
         "|---" * 10 + "|",
     ]
     for r in rows:

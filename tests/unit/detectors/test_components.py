@@ -97,6 +97,17 @@ def test_compiled_traversal_computes_exact_distances_only_where_needed():
     assert counts.skipped > 0.8 * 6000 * 599  # other clusters are skipped without reading their codes
 
 
+def test_regrouped_traversal_keeps_the_first_of_equal_maxima():
+    # Every point three times, shuffled: each step's farthest distance is shared by three copies, so every pick
+    # tests the tie rule (smallest original index) through the re-sorted order and the block test.
+    distinct = coreset_features("clustered", 1500)
+    order = torch.randperm(4500, generator=torch.Generator().manual_seed(2))
+    features = distinct.repeat(3, 1)[order]
+    selected, counts = traverse_compiled(features.T.contiguous().numpy(), 1000, 3)
+    assert selected.tolist() == plain_greedy(features.double(), 1000, 3)
+    assert counts.skipped > 0.8 * 4500 * 999  # the regrouped blocks of other clusters are passed over
+
+
 def test_greedy_coreset_covers_clusters_and_is_seeded():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     points = centres.repeat_interleave(50, 0) + 0.01 * torch.randn(

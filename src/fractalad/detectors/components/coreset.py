@@ -102,7 +102,8 @@ def traverse_compiled(
     """Farthest-first traversal of the columns of features (d, N) float32/float64 from column `first`.
 
     Besides the (d, N) input it holds a row-major copy (4 B per value, read only for exact distances) and the
-    int8 codes (1 B per value, read every step): peak memory is about 2.25x the projection.
+    int8 codes twice (1 B per value, read every step; the second copy receives each re-sort): peak memory is
+    about 2.5x the projection.
     """
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     dim, n = features.shape
@@ -115,48 +116,101 @@ def traverse_compiled(
     kernels.encode(
         features, mean, rows, codes, scale, sq_norm, sq32, code_error, kernels.float32_dot_slack(padded)
     )
-    min_sq = np.full(n, np.inf)
-    owner = np.zeros(n, np.int32)
-    centres, centre_sq, to_centres = (
-        np.zeros((n_select, padded), np.float32),
-        np.empty(n_select),
-        np.empty(n_select),
-    )
+    points = _SortedPoints(np.arange(n), codes, scale, sq_norm, sq32, code_error, np.full(n, np.inf))
+    centre_codes = np.zeros((n_select, padded), np.int8)
+    centre_data = [np.empty(n_select, np.float32) for _ in range(3)]  # scale, squared norm, code error
+    to_centres = np.empty(n_select)
     selected = np.empty(n_select, np.int64)
     selected[0] = first
-    n_chunks = max(1, -(-n // POINTS_PER_CHUNK))
-    chunk_best, chunk_index = np.empty(n_chunks), np.empty(n_chunks, np.int64)
-    chunk_counts, probe = np.zeros((n_chunks, 3), np.int64), np.zeros(3, np.int64)
+    counts, probe = np.zeros(3, np.int64), np.zeros(2, np.int64)
     bar = tqdm(
         total=n_select, desc="coreset", unit="step", leave=False, mininterval=2.0, disable=not progress
     )
+    next_sort = FIRST_SORT
+    blocks = points.cut_blocks()
     with bar:
         for start in range(0, n_select, STEPS_PER_CALL):
+            if start >= next_sort and probe[1] >= n * SORT_MIN_SKIPPED:
+                points.sort()
+                blocks = points.cut_blocks()
+                next_sort = start + min(SORT_EVERY, max(STEPS_PER_CALL, int(start * (SORT_GROWTH - 1))))
             stop = min(n_select, start + STEPS_PER_CALL)
             kernels.run_steps(
                 rows,
                 mean,
-                codes,
-                scale,
-                sq_norm,
-                sq32,
-                code_error,
-                min_sq,
-                owner,
-                centres,
-                centre_sq,
+                points.order,
+                points.position,
+                points.codes,
+                points.scale,
+                points.sq_norm,
+                points.sq32,
+                points.code_error,
+                points.min_sq,
+                points.owner,
+                centre_codes,
+                *centre_data,
                 to_centres,
-                selected,
-                chunk_best,
-                chunk_index,
-                chunk_counts,
+                *blocks,
+                counts,
                 probe,
+                selected,
                 start,
                 stop,
             )
             bar.update(stop - start)
-    skipped, exact, moved = chunk_counts.sum(axis=0)
+    skipped, exact, moved = counts
     return selected, TraversalCounts(n_select, n, int(skipped), int(exact), int(moved))
+
+
+# The points are re-sorted by centre after FIRST_SORT steps, then whenever the step count has grown by
+# SORT_GROWTH, but at least every SORT_EVERY steps: each point that moves to a new centre splits the block it
+# sits in for the block test's purpose (its radius stays that of the block's old centre), so late steps, which
+# move few points, still need a fresh order now and then to keep the radii tight.
+FIRST_SORT = 64
+SORT_GROWTH = 1.25
+SORT_EVERY = 1024
+# ... and only while the last triangle-inequality check skipped at least this fraction of the points: on
+# features without structure (Gaussian ones) nothing is skipped and sorting would be pure cost.
+SORT_MIN_SKIPPED = 0.125
+
+
+class _SortedPoints:
+    """The traversal's per-point arrays, kept in one order that `sort` regroups by centre.
+
+    order (N,) maps a position to the original index and position is its inverse; the int8 codes, their
+    scale, squared norms, code errors, running minima and centres are stored by position.
+    """
+
+    def __init__(
+        self,
+        order: np.ndarray,
+        codes: np.ndarray,
+        scale: np.ndarray,
+        sq_norm: np.ndarray,
+        sq32: np.ndarray,
+        code_error: np.ndarray,
+        min_sq: np.ndarray,
+    ) -> None:
+        self.order, self.codes, self.scale, self.sq_norm = order, codes, scale, sq_norm
+        self.sq32, self.code_error, self.min_sq = sq32, code_error, min_sq
+        self.owner = np.zeros(order.shape[0], np.int32)
+        self.position = order.copy()
+        self.spare: np.ndarray | None = None  # receives the codes in their next order
+
+    def sort(self) -> None:
+        """Regroup the points by (centre, running minimum, original index)."""
+        permutation = np.lexsort((self.order, self.min_sq, self.owner))
+        if self.spare is None:
+            self.spare = np.empty_like(self.codes)
+        kernels.gather_rows(self.codes, permutation, self.spare)
+        self.codes, self.spare = self.spare, self.codes
+        for name in ("order", "scale", "sq_norm", "sq32", "code_error", "min_sq", "owner"):
+            setattr(self, name, getattr(self, name)[permutation])
+        self.position[self.order] = np.arange(self.order.shape[0])
+
+    def cut_blocks(self) -> tuple[np.ndarray, ...]:
+        """(blocks, radii, maxima, their positions, chunk boundaries) of the current order, see cut_blocks."""
+        return kernels.cut_blocks(self.owner, self.min_sq, kernels.BLOCK, POINTS_PER_CHUNK)
 
 
 def traverse_torch(

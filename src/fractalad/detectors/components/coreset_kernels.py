@@ -13,9 +13,15 @@ copy of the float32 features (contiguous, ~4d bytes). So the selected indices ar
 traversal, and a step reads d + 20 bytes per point plus the exact rows of the points that (nearly all) do
 move to the new centre.
 
-Points whose current centre a is far from the new centre (d(a, c) >= 2 d(p, a), triangle inequality) cannot be
-claimed and are skipped without reading their codes; the step only checks this when the last check paid for
-the centre-to-centre distances it needs.
+Points whose centre a is far from the new centre (d(a, c) >= 2 d(p, a), triangle inequality) cannot be
+claimed. Skipping them only saves memory traffic if their codes are not between the codes that are read, so
+the points are kept grouped: every so often they are re-sorted by (centre, distance to it), and the sorted order
+is cut into blocks of at most BLOCK points of one centre. A block whose centre a and radius r (its largest
+distance to a when it was cut) satisfy d(a, c) >= 2 r is skipped whole; its points may since have moved to
+other centres, but each p in it still has d(p, c) >= d(a, c) - d(p, a) >= r >= its running minimum. The
+centre-to-centre lower bounds come from the centres' own int8 codes (1 B per value and centre), and the step
+only computes them when the last check paid for them. The arrays that describe points are in this sorted order
+(`order[i]` is the original index of position i); the float32 rows stay in the original order.
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ UNIT = 2.0**-24  # float32 unit roundoff
 CODE_MAX = 127.0
 # Re-check whether triangle-inequality skipping pays at least this often (steps).
 PROBE_EVERY = 32
-# Skipping pays when it saves more code bytes than the centre-to-centre distances cost (4 B x d per centre).
-PRUNE_GAIN = 6
+# Skipping pays when it saves more code bytes than the centre-to-centre bounds cost (d bytes per centre, like a
+# point's codes, plus the float work): require twice as many skipped points as centres.
+PRUNE_GAIN = 2
+# Points per block: small enough that a block's radius is close to its points' distances, large enough that
+# the per-block test and maximum cost little against the block's codes.
+BLOCK = 32
 
 
 def float32_dot_slack(dim: int) -> float:
@@ -98,7 +108,7 @@ def _may_be_closer(p, centre32, c_sq, c_norm, best, codes, scale, sq32, code_err
 
 
 @njit(cache=True)
-def _scan_points(  # pragma: no cover
+def _scan_block(  # pragma: no cover
     lo,
     hi,
     step,
@@ -109,6 +119,7 @@ def _scan_points(  # pragma: no cover
     c_norm,
     rows,
     mean,
+    order,
     codes,
     scale,
     sq_norm,
@@ -118,8 +129,11 @@ def _scan_points(  # pragma: no cover
     owner,
     to_centres,
 ):
-    """Update the running minima of points lo..hi-1 for the new centre; (max, its first index, counts)."""
-    best, best_at, skipped, exact, moved = -1.0, -1, 0, 0, 0
+    """Update the running minima of positions lo..hi-1 for the new centre; (max, its position, counts).
+
+    Among equal maxima the point with the smallest original index wins, as in the unsorted traversal.
+    """
+    best, best_at, skipped, exact, moved = -1.0, lo, 0, 0, 0
     for p in range(lo, hi):
         m = min_sq[p]
         if m > 0.0:
@@ -127,7 +141,7 @@ def _scan_points(  # pragma: no cover
                 skipped += 1
             elif m == np.inf or _may_be_closer(p, centre32, c_sq, c_norm, m, codes, scale, sq32, code_error):
                 exact += 1
-                distance = _exact_sq_distance(rows, mean, p, centre, sq_norm[p], c_sq)
+                distance = _exact_sq_distance(rows, mean, order[p], centre, sq_norm[p], c_sq)
                 if distance < m:
                     m = distance
                     min_sq[p] = distance
@@ -135,13 +149,29 @@ def _scan_points(  # pragma: no cover
                     moved += 1
         if m > best:
             best, best_at = m, p
+    for p in range(lo, hi):  # among equal maxima the smallest original index (a second, cached pass)
+        if min_sq[p] == best and order[p] < order[best_at]:
+            best_at = p
     return best, best_at, skipped, exact, moved
+
+
+@njit(cache=True, parallel=True)
+def _centre_bounds(  # pragma: no cover
+    step, centre32, c_sq, c_norm, centre_codes, centre_scale, centre_sq32, centre_error, out
+):
+    """out[a] <= d(centre a, new centre)^2 for a < step, from the centres' int8 codes (the points' bound)."""
+    for a in prange(step):
+        rounding = 16.0 * UNIT * (centre_sq32[a] + c_sq)
+        coarse = centre_sq32[a] + c_sq - 2.0 * centre_scale[a] * _row_dot(centre_codes, a, centre32)
+        out[a] = coarse - 2.0 * c_norm * centre_error[a] - rounding
 
 
 @njit(cache=True, parallel=True)
 def run_steps(  # pragma: no cover
     rows,
     mean,
+    order,
+    position,
     codes,
     scale,
     sq_norm,
@@ -149,77 +179,146 @@ def run_steps(  # pragma: no cover
     code_error,
     min_sq,
     owner,
-    centres,
-    centre_sq,
+    centre_codes,
+    centre_scale,
+    centre_sq32,
+    centre_error,
     to_centres,
-    selected,
-    chunk_best,
-    chunk_index,
-    chunk_counts,
+    blocks,
+    block_radius,
+    block_best,
+    block_at,
+    chunk_blocks,
+    counts,
     probe,
+    selected,
     start,
     stop,
 ):
     """Traversal steps start..stop-1: selected[step] becomes a centre, selected[step + 1] the farthest point.
 
-    min_sq (N,) float64 running minima (inf before step 0); owner (N,) int32 each point's centre; centres
-    (K, d) float32 and centre_sq (K,) the centred centres; probe (3,) int64 = (step of the last triangle-
-    inequality check, points it skipped, total skipped so far); chunk_counts (n_chunks, 3) int64 += (points
-    skipped, exact distances, points moved); chunk_best / chunk_index (n_chunks,) hold each chunk's maximum.
+    Point arrays are in sorted order (order: position -> original index, position: its inverse); min_sq
+    running minima (inf before step 0), owner each point's centre (a step number). centre_* (K, ...) are the
+    centres' codes and code data, to_centres (K,) scratch. blocks (n_blocks, 3) int64 = (first position, end,
+    centre when cut); block_radius its largest running minimum then; block_best / block_at each block's current
+    maximum and its position. chunk_blocks (n_chunks + 1,) splits the blocks into parallel work units;
+    counts (3,) int64 += (points skipped, exact distances, points moved). probe (2,) int64 = (step of the last
+    triangle-inequality check, points it skipped).
     """
-    n, dim = rows.shape
-    n_chunks = chunk_best.shape[0]
-    chunk = (n + n_chunks - 1) // n_chunks
+    dim = rows.shape[1]
+    lanes = codes.shape[1]  # d, or d padded with zeros
+    n_chunks = chunk_blocks.shape[0] - 1
     centre = np.empty(dim)
-    lanes = centres.shape[1]  # d, or d padded with zeros
-    dot_slack = 2.0 * (lanes * UNIT / (1.0 - lanes * UNIT)) + 32.0 * UNIT
+    centre32 = np.zeros(lanes, np.float32)
+    chunk_best, chunk_at = np.empty(n_chunks), np.empty(n_chunks, np.int64)
+    chunk_counts = np.empty((n_chunks, 3), np.int64)
     for step in range(start, stop):
         new = selected[step]
+        at = position[new]
         for j in range(dim):
             centre[j] = np.float64(rows[new, j]) - mean[j]
-            centres[step, j] = np.float32(centre[j])
-        c_sq = sq_norm[new]
-        centre_sq[step] = c_sq
+            centre32[j] = np.float32(centre[j])
+        for j in range(lanes):
+            centre_codes[step, j] = codes[at, j]
+        centre_scale[step], centre_sq32[step], centre_error[step] = scale[at], sq32[at], code_error[at]
+        c_sq = sq_norm[at]
         c_norm = math.sqrt(c_sq) * (1.0 + 8.0 * UNIT)
-        min_sq[new] = 0.0
+        min_sq[at] = 0.0
         prune = step > 0 and (step - probe[0] >= PROBE_EVERY or probe[1] > PRUNE_GAIN * step)
-        centre32 = centres[step]
-        if prune:  # lower bounds on d(centre a, new centre)^2
-            for a in prange(step):
-                total = centre_sq[a] + c_sq
-                to_centres[a] = total - 2.0 * np.float64(_row_dot(centres, a, centre32)) - dot_slack * total
-        for ci in prange(n_chunks):
-            best, best_at, skipped, exact, moved = _scan_points(
-                ci * chunk,
-                min(n, ci * chunk + chunk),
+        if prune:
+            _centre_bounds(
                 step,
-                prune,
-                centre,
                 centre32,
                 c_sq,
                 c_norm,
-                rows,
-                mean,
-                codes,
-                scale,
-                sq_norm,
-                sq32,
-                code_error,
-                min_sq,
-                owner,
+                centre_codes,
+                centre_scale,
+                centre_sq32,
+                centre_error,
                 to_centres,
             )
-            chunk_best[ci], chunk_index[ci] = best, best_at
-            chunk_counts[ci, 0] += skipped
-            chunk_counts[ci, 1] += exact
-            chunk_counts[ci, 2] += moved
-        best, best_at, skipped_now = -1.0, 0, 0
-        for ci in range(n_chunks):  # first maximum over chunks in order: the first index among equal maxima
-            skipped_now += chunk_counts[ci, 0]
-            if chunk_best[ci] > best:
-                best, best_at = chunk_best[ci], chunk_index[ci]
+        for ci in prange(n_chunks):
+            best, best_at, skipped, exact, moved = -1.0, 0, 0, 0, 0
+            for b in range(chunk_blocks[ci], chunk_blocks[ci + 1]):
+                lo, hi = blocks[b, 0], blocks[b, 1]
+                if prune and to_centres[blocks[b, 2]] >= 4.0 * block_radius[b] * (1.0 + 1e-9):
+                    skipped += hi - lo
+                else:
+                    block_best[b], block_at[b], s, e, m = _scan_block(
+                        lo,
+                        hi,
+                        step,
+                        prune,
+                        centre,
+                        centre32,
+                        c_sq,
+                        c_norm,
+                        rows,
+                        mean,
+                        order,
+                        codes,
+                        scale,
+                        sq_norm,
+                        sq32,
+                        code_error,
+                        min_sq,
+                        owner,
+                        to_centres,
+                    )
+                    skipped, exact, moved = skipped + s, exact + e, moved + m
+                value, where = block_best[b], block_at[b]
+                if value > best or (value == best and order[where] < order[best_at]):
+                    best, best_at = value, where
+            chunk_best[ci], chunk_at[ci] = best, best_at
+            chunk_counts[ci, 0], chunk_counts[ci, 1], chunk_counts[ci, 2] = skipped, exact, moved
+        best, best_at = -1.0, 0
+        for ci in range(n_chunks):
+            value, where = chunk_best[ci], chunk_at[ci]
+            if value > best or (value == best and order[where] < order[best_at]):
+                best, best_at = value, where
+        step_counts = chunk_counts.sum(axis=0)
+        counts += step_counts
         if prune:
-            probe[0], probe[1] = step, skipped_now - probe[2]
-        probe[2] = skipped_now
+            probe[0], probe[1] = step, step_counts[0]
         if step + 1 < selected.shape[0]:
-            selected[step + 1] = best_at
+            selected[step + 1] = order[best_at]
+
+
+@njit(cache=True, parallel=True)
+def gather_rows(source, index, out):  # pragma: no cover
+    """out[i] = source[index[i]] for 2-D arrays (the int8 codes in their new order)."""
+    for i in prange(index.shape[0]):
+        for j in range(source.shape[1]):
+            out[i, j] = source[index[i], j]
+
+
+@njit(cache=True)
+def cut_blocks(owner, min_sq, block_size, points_per_chunk):  # pragma: no cover
+    """Blocks of points sorted by (centre, running minimum, original index).
+
+    Returns blocks (n_blocks, 3) = (first position, end, centre) of at most block_size points of one centre,
+    their radii (largest running minimum), their maxima and positions (the first, so the smallest original
+    index among equal maxima), and chunk boundaries (n_chunks + 1,) of about points_per_chunk points.
+    """
+    n = owner.shape[0]
+    blocks = np.empty((n // block_size + 1 + n, 3), np.int64)  # at most one block per point
+    count, lo = 0, 0
+    for p in range(1, n + 1):
+        if p == n or owner[p] != owner[lo] or p - lo == block_size:
+            blocks[count, 0], blocks[count, 1], blocks[count, 2] = lo, p, owner[lo]
+            count, lo = count + 1, p
+    blocks = blocks[:count].copy()
+    radius, at = np.empty(count), np.empty(count, np.int64)
+    for b in range(count):
+        radius[b], at[b] = -1.0, blocks[b, 0]
+        for p in range(blocks[b, 0], blocks[b, 1]):
+            if min_sq[p] > radius[b]:
+                radius[b], at[b] = min_sq[p], p
+    chunks = [0]
+    filled = 0
+    for b in range(count):
+        filled += blocks[b, 1] - blocks[b, 0]
+        if filled >= points_per_chunk or b == count - 1:
+            chunks.append(b + 1)
+            filled = 0
+    return blocks, radius, radius.copy(), at, np.array(chunks, np.int64)
