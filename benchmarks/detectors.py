@@ -6,6 +6,7 @@ earlier ones. Prints a table and ratios; `--json` writes the raw rows.
     .venv/bin/python benchmarks/detectors.py           # full run (Anomalib's PatchCore fit takes minutes)
     .venv/bin/python benchmarks/detectors.py --quick        # small smoke run
     .venv/bin/python benchmarks/detectors.py --coreset      # coreset selection only, three feature kinds
+    .venv/bin/python benchmarks/detectors.py --whole-fit 400 --threads 2   # one PatchCore fit, per stage
 """
 
 from __future__ import annotations
@@ -400,12 +401,81 @@ def run_coreset(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- one whole PatchCore fit on many training images, timed per stage -----------------------------------------
+
+
+def whole_fit_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """PatchCore (resnet18 layer2+3, library defaults) fitted on n_images of one kind; seconds per stage."""
+    import numba
+
+    from fractalad.data.images import AnomalyImageDataset
+    from fractalad.data.mvtec import load_mvtec
+    from fractalad.detectors import create_detector
+    from fractalad.detectors.base import TrainSet
+    from fractalad.detectors.components import coreset
+    from fractalad.provenance import process_peak_rss_mb
+
+    torch.set_num_threads(spec["threads"])
+    numba.set_num_threads(spec["threads"])
+    root = Path(spec["root"])
+    if spec["kind"] == "texture":
+        train = TrainSet.from_tensor(texture_images(spec["n_images"], spec["size"], seed=0))
+    else:
+        train = TrainSet(AnomalyImageDataset(load_mvtec(root, CATEGORY).train[: spec["n_images"]], spec["size"]))
+    detector = create_detector(
+        "patchcore", backbone="resnet18", weights=str(root / "resnet18-seed0.safetensors"), layers=(2, 3)
+    )
+    # Compile (or load) every kernel first, the re-sort included: clustered points make the traversal regroup.
+    rng = np.random.default_rng(0)
+    clustered = (rng.normal(size=(8, 16)) * 5)[:, rng.integers(0, 16, 4096)] + rng.normal(size=(8, 4096))
+    coreset.traverse_compiled(clustered.astype(np.float32), 300, 0)
+    stages: dict[str, float] = {}
+    timed_coreset = coreset.greedy_coreset
+
+    def greedy_coreset(*args: Any, **kwargs: Any) -> torch.Tensor:
+        stages["features_s"] = time.perf_counter() - begin
+        start = time.perf_counter()
+        picked = timed_coreset(*args, **kwargs)
+        stages["coreset_s"] = time.perf_counter() - start
+        return picked
+
+    import fractalad.detectors.patchcore as patchcore_module
+
+    patchcore_module.greedy_coreset = greedy_coreset
+    begin = time.perf_counter()
+    detector.fit(train, device="cpu")
+    fit_s = time.perf_counter() - begin
+    return dict(
+        spec,
+        fit_s=fit_s,
+        patches=int(len(train) * (spec["size"] // 8) ** 2),
+        bank=int(detector.memory_bank_.shape[0]),
+        **stages,
+        peak_rss_mb=process_peak_rss_mb(),
+        load_average=os.getloadavg()[0],
+    )
+
+
+def run_whole_fit(args: argparse.Namespace) -> int:
+    """The whole-fit measurement for each feature kind, each in its own subprocess."""
+    build_data(args.root, args.size, args.whole_fit)
+    for kind in ("synthetic", "texture"):
+        spec = {"root": str(args.root), "size": args.size, "threads": args.threads, "kind": kind}
+        row = run_subprocess(dict(spec, n_images=args.whole_fit), "--whole-fit-worker")
+        print(json.dumps(row), flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--coreset-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-fit-worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--whole-fit", type=int, default=0, help="time one PatchCore fit on this many images per kind"
+    )
     parser.add_argument("--coreset", action="store_true", help="measure only the coreset selection")
     parser.add_argument("--coreset-kinds", nargs="*", default=["synthetic", "gaussian", "texture"])
     parser.add_argument("--coreset-images", type=int, nargs="*", default=[100, 400], help="N = 1024 x images")
@@ -433,8 +503,13 @@ def main() -> int:
     if args.coreset_worker:
         print(json.dumps(coreset_worker(json.loads(args.coreset_worker))))
         return 0
+    if args.whole_fit_worker:
+        print(json.dumps(whole_fit_worker(json.loads(args.whole_fit_worker))))
+        return 0
     if args.coreset:
         return run_coreset(args)
+    if args.whole_fit:
+        return run_whole_fit(args)
     if args.quick:
         args.size, args.n_train, args.memory_series = 64, 16, [8, 16]
         args.root = args.root.with_name(args.root.name + "-quick")
