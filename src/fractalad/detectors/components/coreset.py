@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,7 +106,7 @@ def traverse_compiled(
     int8 codes twice (1 B per value, read every step; the second copy receives each re-sort): peak memory is
     about 2.5x the projection.
     """
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = _ThreadChoice(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     dim, n = features.shape
     mean = features.mean(axis=1, dtype=np.float64)  # centring keeps the int8 codes' error small
     # Codes and centres padded with zeros to whole 16-lane vectors: no scalar remainder in the per-point dot.
@@ -135,6 +136,7 @@ def traverse_compiled(
                 blocks = points.cut_blocks()
                 next_sort = start + min(SORT_EVERY, max(STEPS_PER_CALL, int(start * (SORT_GROWTH - 1))))
             stop = min(n_select, start + STEPS_PER_CALL)
+            threads.start_call()
             kernels.run_steps(
                 rows,
                 mean,
@@ -157,6 +159,7 @@ def traverse_compiled(
                 start,
                 stop,
             )
+            threads.end_call()
             bar.update(stop - start)
     skipped, exact, moved = counts
     return selected, TraversalCounts(n_select, n, int(skipped), int(exact), int(moved))
@@ -172,6 +175,40 @@ SORT_EVERY = 1024
 # ... and only while the last triangle-inequality check skipped at least this fraction of the points: on
 # features without structure (Gaussian ones) nothing is skipped and sorting would be pure cost.
 SORT_MIN_SKIPPED = 0.125
+
+
+class _ThreadChoice:
+    """Runs each call of the step kernel on all threads or on one, whichever measured faster.
+
+    Every step ends in a reduction over threads, so a thread that the OS deschedules (another job on the
+    cores) stalls the step for a time slice: on a loaded machine one thread beats two by 2-4x, on idle cores
+    two beat one. Each count's seconds per call are tracked and the other count is re-tried every
+    RETRY_EVERY calls. The selected indices do not depend on the thread count (fixed chunks, ordered ties).
+    """
+
+    RETRY_EVERY = 16
+
+    def __init__(self, most: int) -> None:
+        self.choices = sorted({1, most})
+        self.seconds = {count: 0.0 for count in self.choices}  # latest seconds per call of each count
+        self.calls = 0
+        self.current = most
+        self.started = 0.0
+
+    def start_call(self) -> None:
+        if len(self.choices) > 1:
+            untried = [count for count in self.choices if self.seconds[count] == 0.0]
+            best = min(self.choices, key=lambda count: self.seconds[count])
+            other = next(count for count in self.choices if count != best)
+            retry = self.calls % self.RETRY_EVERY == self.RETRY_EVERY - 1
+            self.current = untried[-1] if untried else other if retry else best
+        numba.set_num_threads(self.current)
+        self.started = time.perf_counter()
+
+    def end_call(self) -> None:
+        if self.calls > 0:  # the first call computes every distance exactly: not comparable with the rest
+            self.seconds[self.current] = time.perf_counter() - self.started
+        self.calls += 1
 
 
 class _SortedPoints:
