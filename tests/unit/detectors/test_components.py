@@ -108,6 +108,30 @@ def test_regrouped_traversal_keeps_the_first_of_equal_maxima():
     assert counts.skipped > 0.8 * 4500 * 999  # the regrouped blocks of other clusters are passed over
 
 
+def test_traversal_does_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch):
+    from fractalad.detectors.components import coreset
+
+    features = coreset_features("clustered", 20000, 16)
+    used: list[int] = []
+    start_call = coreset._ThreadChoice.start_call
+
+    def recording_start_call(self: coreset._ThreadChoice) -> None:
+        start_call(self)
+        used.append(self.current)
+
+    monkeypatch.setattr(coreset._ThreadChoice, "RETRY_EVERY", 2)  # switch counts every other call
+    monkeypatch.setattr(coreset._ThreadChoice, "start_call", recording_start_call)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        selected, _ = traverse_compiled(features.T.contiguous().numpy(), 640, 3)
+    finally:
+        torch.set_num_threads(threads)
+    assert selected.tolist() == plain_greedy(features.double(), 640, 3)
+    if coreset.numba.config.NUMBA_NUM_THREADS > 1:
+        assert set(used) == {1, 2}
+
+
 def test_greedy_coreset_covers_clusters_and_is_seeded():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     points = centres.repeat_interleave(50, 0) + 0.01 * torch.randn(
