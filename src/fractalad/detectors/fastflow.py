@@ -25,14 +25,15 @@ from fractalad.detectors.base import (
     check_images,
     normalization_param,
 )
+from fractalad.detectors.components.feature_cache import FeatureBatch, frozen_features
 from fractalad.detectors.components.flows import fastflow_graph, numpy_seeded
 from fractalad.detectors.components.training import (
     build_optimizer,
     check_training_params,
     fingerprint,
     fit_info,
+    frozen_splits,
     mean_validation_loss,
-    split_validation,
     train_epochs,
 )
 from fractalad.errors import InputError
@@ -114,17 +115,16 @@ class FastFlow(BaseDetector):
                 for shape in shapes
             )
 
-    def latents(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(B, 3, S, S) -> per scale z (B, C, h, w) and log|det J| (B,); gradients flow into norms and flows."""
-        extractor = self.extractor_
+    def check_size(self, images: torch.Tensor) -> None:
+        """Refuse images of another size than the one the LayerNorms were built for."""
         if images.shape[-2:] != (self.input_size, self.input_size):
             raise InputError(
                 f"FastFlow was built for {self.input_size}x{self.input_size} images (its LayerNorm pins the "
                 f"size) but got {tuple(images.shape[-2:])}; resize the images or set input_size"
             )
-        with torch.no_grad():
-            features = extractor(images.to(self.device_))
-        check_finite(features[-1], "backbone features", extractor.weights_id)
+
+    def latents(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Frozen maps [(B, C, h, w)] -> per scale z (B, C, h, w) and log|det J| (B,); gradients reach the flows."""
         zs, log_jacs = [], []
         for norm, flow, feature in zip(self.norms_, self.flows_, features, strict=True):
             z, log_jac = flow(norm(feature))
@@ -132,15 +132,18 @@ class FastFlow(BaseDetector):
             log_jacs.append(log_jac)
         return zs, log_jacs
 
-    def loss(self, images: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: FeatureBatch) -> torch.Tensor:
         """Sum over scales of mean_b(0.5 sum z^2 - log|det J|): the negative log-likelihood up to a constant."""
-        zs, log_jacs = self.latents(images)
+        zs, log_jacs = self.latents(batch.features)
         return sum(
             (0.5 * z.pow(2).sum((1, 2, 3)) - log_jac).mean() for z, log_jac in zip(zs, log_jacs, strict=True)
         )
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
-        train, validation = split_validation(train, self.validation_fraction, self.seed)
+        self.check_size(train.batches(1).__next__())
+        train, validation = frozen_splits(
+            train, self.validation_fraction, self.seed, self.extractor_, self.device_, self.batch_size
+        )
         modules = {"norms": self.norms_, "flows": self.flows_}
         parameters = [*self.norms_.parameters(), *self.flows_.parameters()]
         optimizer = build_optimizer("adam", parameters, self.lr, self.weight_decay)
@@ -161,14 +164,15 @@ class FastFlow(BaseDetector):
             validate=mean_validation_loss(self.loss, self.batch_size, self.device_),
             desc="fastflow",
         )
-        self.fit_info_ = fit_info(record, self.validation_fraction)
+        self.fit_info_ = fit_info(record, self.validation_fraction, train)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
         """(B, 3, H, W) in [0, 1] -> Prediction(image_scores (B,), anomaly_maps (B, H, W))."""
         extractor = self.require_fitted()
         images = check_images(images)
-        zs, _ = self.latents(images)
+        self.check_size(images)
+        zs, _ = self.latents(frozen_features(extractor, images, self.device_))
         size = images.shape[-2:]
         per_scale = [
             F.interpolate(

@@ -11,6 +11,7 @@ from conftest import paste_defect, texture
 
 from fractalad.detectors import create_detector
 from fractalad.detectors.cflow import CFlow, cflow_lr_factor
+from fractalad.detectors.components.feature_cache import frozen_features
 from fractalad.detectors.components.flows import log_likelihood, positional_encoding_2d
 from fractalad.detectors.fastflow import FastFlow
 from fractalad.errors import InputError
@@ -44,7 +45,7 @@ def test_log_likelihood_is_standard_normal_density_plus_log_det():
 
 def test_cflow_constants_are_fitted_on_training_images(cflow: CFlow):
     train = texture(8, seed=1)
-    per_layer = cflow.layer_log_likelihoods(train)
+    per_layer = cflow.layer_log_likelihoods(frozen_features(cflow.extractor_, train, cflow.device_))
     torch.testing.assert_close(cflow.log_likelihood_max_, torch.stack([m.amax() for m in per_layer]))
     # m is the largest summed likelihood over training pixels, so training maps bottom out at exactly 0.
     maps = cflow.predict(train).anomaly_maps

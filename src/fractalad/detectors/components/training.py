@@ -4,6 +4,8 @@ What it owns, so that no method writes it again: seeded shuffling (epoch e shuff
 (seed, e), so a resumed run draws the same batches as an uninterrupted one), bf16 autocast on CUDA, a progress bar
 with the loss, optional checkpoint selection on a validation split of the *normal training images* (never test
 data), and an atomic checkpoint in the work folder after every epoch so that a killed fit resumes where it stopped.
+An epoch iterates images (a TrainSet) or, for the methods on a frozen network, `FrozenFeatures` of them, which
+computes the frozen features once instead of once per epoch (see `frozen_splits`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fractalad.backbones.factory import FeatureExtractor
 from fractalad.detectors.base import TrainSet
+from fractalad.detectors.components.feature_cache import FeatureBatch, FrozenFeatures
 from fractalad.errors import InputError
 from fractalad.files import atomic_path
 
 CHECKPOINT_NAME = "train-state.pt"
+# What an epoch iterates: images, or the frozen network's features of them (cached or recomputed).
+Batches = TrainSet | FrozenFeatures
+Batch = torch.Tensor | FeatureBatch
 # A step's loss: one tensor (one optimiser step), or an iterator of them (one step each, e.g. C-Flow's fibre
 # batches of one image batch).
-StepLoss = Callable[[torch.Tensor], torch.Tensor | Iterator[torch.Tensor]]
+StepLoss = Callable[[Batch], torch.Tensor | Iterator[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ def _load(path: Path, expected: str) -> dict[str, Any] | None:
 def train_epochs(
     modules: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer,
-    train: TrainSet,
+    train: Batches,
     step_loss: StepLoss,
     *,
     epochs: int,
@@ -133,8 +140,8 @@ def train_epochs(
     work_dir: Path | None = None,
     run_fingerprint: str = "",
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    validation: TrainSet | None = None,
-    validate: Callable[[TrainSet], float] | None = None,
+    validation: Batches | None = None,
+    validate: Callable[[Batches], float] | None = None,
     clip_grad_norm: float | None = None,
     desc: str = "train",
 ) -> TrainingRecord:
@@ -161,7 +168,9 @@ def train_epochs(
         for module in modules.values():
             module.train()
         batches = train.batches(batch_size, shuffle=True, generator=_epoch_generator(seed, epoch))
-        bar = tqdm(batches, total=total, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            batches, total=total, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False
+        )
         epoch_losses: list[float] = []
         for batch in bar:
             with autocast:
@@ -190,7 +199,9 @@ def train_epochs(
 
 
 def _copy_states(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+    return {
+        name: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for name, m in modules.items()
+    }
 
 
 def _state(
@@ -216,12 +227,12 @@ def _state(
 
 
 def mean_validation_loss(
-    step_loss: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device
-) -> Callable[[TrainSet], float]:
+    step_loss: Callable[[Batch], torch.Tensor], batch_size: int, device: torch.device
+) -> Callable[[Batches], float]:
     """A `validate` function: the mean of `step_loss` over the validation images, without gradients."""
 
     @torch.no_grad()
-    def validate(validation: TrainSet) -> float:
+    def validate(validation: Batches) -> float:
         values = [float(step_loss(batch.to(device))) * len(batch) for batch in validation.batches(batch_size)]
         return sum(values) / max(1, len(validation)) if values else math.inf
 
@@ -254,9 +265,31 @@ def split_validation(train: TrainSet, fraction: float, seed: int) -> tuple[Train
     return train.split(fraction, seed)
 
 
-def fit_info(record: TrainingRecord, validation_fraction: float) -> dict[str, Any]:
+def frozen_splits(
+    train: TrainSet,
+    fraction: float,
+    seed: int,
+    extractor: FeatureExtractor,
+    device: torch.device,
+    batch_size: int,
+    keep_images: bool = False,
+) -> tuple[FrozenFeatures, FrozenFeatures | None]:
+    """`split_validation`, each part as the frozen extractor's features (cached when they fit in memory)."""
+    train_part, validation = split_validation(train, fraction, seed)
+
+    def features(images: TrainSet) -> FrozenFeatures:
+        return FrozenFeatures(images, extractor, device, batch_size, keep_images)
+
+    return features(train_part), features(validation) if validation is not None else None
+
+
+def fit_info(
+    record: TrainingRecord, validation_fraction: float, features: FrozenFeatures | None = None
+) -> dict[str, Any]:
     """`fit_info_` of a trained detector: the training record with its selection rule spelled out."""
     info = record.as_info()
+    if features is not None:
+        info["feature_cache"] = features.describe()
     if validation_fraction > 0:
         info["selection_rule"] = (
             f"lowest mean validation loss on {validation_fraction:.0%} of the normal training images"
