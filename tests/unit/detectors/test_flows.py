@@ -100,6 +100,8 @@ def test_fastflow_layernorm_and_flows_follow_reported_channels_and_strides():
         assert z.shape == (2, *shape) and log_jac.shape == (2,)
     with pytest.raises(InputError, match="not a multiple of the backbone stride 16"):
         FastFlow(input_size=72).build(extractor)
+    with pytest.raises(InputError, match="input_size must be positive"):
+        FastFlow(input_size=0)
 
 
 def test_cflow_flows_follow_resnet50_channels():
@@ -120,8 +122,26 @@ def test_fastflow_refuses_images_of_another_size():
     detector = create_detector(
         "fastflow", backbone="resnet18", weights="random", input_size=64, flow_steps=1, epochs=1
     )
-    with pytest.raises(InputError, match=r"built for 64x64 images .* set input_size"):
+    with pytest.raises(InputError, match=r"built for 64x64 images .* got \(96, 96\); resize the images"):
         detector.fit(texture(2, seed=1, size=96), device="cpu")
+
+
+def test_fastflow_takes_its_input_size_from_the_training_images(tmp_path):
+    params = {"backbone": "resnet18", "weights": "random", "flow_steps": 1, "epochs": 1, "batch_size": 4}
+    train = texture(4, seed=1, size=96)
+    derived = create_detector("fastflow", **params).fit(train, device="cpu")
+    explicit = create_detector("fastflow", input_size=96, **params).fit(train, device="cpu")
+    assert derived.get_params()["input_size"] is None
+    assert derived.input_size_.tolist() == [96, 96]
+    mine, theirs = derived.state_tensors(), explicit.state_tensors()
+    assert all(torch.equal(mine[key], theirs[key]) for key in theirs)  # same initial draw, same training
+    path = tmp_path / "fastflow.safetensors"
+    derived.save(path)
+    loaded = FastFlow.load(path, device="cpu")
+    probe = texture(2, seed=5, size=96)
+    torch.testing.assert_close(loaded.predict(probe).anomaly_maps, derived.predict(probe).anomaly_maps)
+    with pytest.raises(InputError, match=r"built for 96x96 images .* got \(64, 64\); resize the images to 96x96"):
+        loaded.predict(texture(1, seed=6, size=64))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ the same generator, so a cached fit and a recomputed one are the same computatio
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,7 +97,10 @@ class FrozenFeatures:
         budget = (
             int(CACHE_MEMORY_FRACTION * available_bytes(device)) if budget_bytes is None else budget_bytes
         )
+        started = time.perf_counter()
         self.cache: FeatureBatch | None = self._fill(batch_size, budget)
+        # The one pass over the images (it stops after the first batch when the features do not fit).
+        self.fill_seconds = time.perf_counter() - started
 
     def __len__(self) -> int:
         return len(self.images)

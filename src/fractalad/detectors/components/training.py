@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +40,17 @@ StepLoss = Callable[[Batch], torch.Tensor | Iterator[torch.Tensor]]
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """What a fit did: epochs run, mean loss per epoch, and the selected epoch (1-based) with its rule."""
+    """What a fit did: epochs run, mean loss per epoch, and the selected epoch (1-based) with its rule.
+
+    `epoch_seconds` holds the wall time of each epoch this process ran (a resumed fit lists only its own).
+    """
 
     epochs_run: int
     losses: list[float]
     selected_epoch: int
     selection_rule: str
     validation_scores: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def as_info(self) -> dict[str, Any]:
         """JSON-ready form for a detector's `fit_info_`."""
@@ -55,6 +60,7 @@ class TrainingRecord:
             "selected_epoch": self.selected_epoch,
             "selection_rule": self.selection_rule,
             "validation_scores": self.validation_scores,
+            "epoch_seconds": self.epoch_seconds,
         }
 
 
@@ -164,7 +170,9 @@ def train_epochs(
         start, losses, scores, best = saved["epoch"], saved["losses"], saved["scores"], saved["best"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     total = train.num_batches(batch_size)
+    seconds: list[float] = []
     for epoch in range(start, epochs):
+        started = time.perf_counter()
         for module in modules.values():
             module.train()
         batches = train.batches(batch_size, shuffle=True, generator=_epoch_generator(seed, epoch))
@@ -186,6 +194,7 @@ def train_epochs(
             scores.append(float(validate(validation)))
             if best is None or scores[-1] < best["score"]:
                 best = {"epoch": epoch + 1, "score": scores[-1], "modules": _copy_states(modules)}
+        seconds.append(time.perf_counter() - started)
         if checkpoint is not None:
             state = _state(modules, optimizer, scheduler, epoch + 1, losses, scores, best, run_fingerprint)
             _save(checkpoint, state)
@@ -194,8 +203,8 @@ def train_epochs(
     if best is not None:
         for name, module in modules.items():
             module.load_state_dict(best["modules"][name])
-        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores)
-    return TrainingRecord(epochs, losses, epochs, "last epoch", scores)
+        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores, seconds)
+    return TrainingRecord(epochs, losses, epochs, "last epoch", scores, seconds)
 
 
 def _copy_states(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
@@ -290,6 +299,7 @@ def fit_info(
     info = record.as_info()
     if features is not None:
         info["feature_cache"] = features.describe()
+        info["feature_cache_seconds"] = features.fill_seconds
     if validation_fraction > 0:
         info["selection_rule"] = (
             f"lowest mean validation loss on {validation_fraction:.0%} of the normal training images"
