@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_anomalib_parity import SIZE, texture
+from test_anomalib_parity import SIZE, defects, texture
 
 from fractalad.backbones import IMAGENET_NORMALIZATION, create_classifier, save_weights
 from fractalad.detectors import create_detector, reference
@@ -57,12 +57,13 @@ def faint_defects(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    """A random-seeded resnet18 weight file; 32 train images, 32 good + 32 defective test images."""
+    """A random-seeded resnet18 weight file; 32 train images, 32 good + 32 defective (blended blobs) test images."""
     state = create_classifier("resnet18", 1000, seed=0).state_dict()
     path: Path = tmp_path_factory.mktemp("flows-parity") / "resnet18-random.safetensors"
     meta = {"arch": "resnet18", "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "source": "test"}
     save_weights(path, state, meta)
-    test = torch.cat([texture(32, seed=2), faint_defects(texture(32, seed=3), seed=4)])
+    bad, _ = defects(texture(32, seed=3), seed=4)
+    test = torch.cat([texture(32, seed=2), bad])
     labels = np.array([0] * 32 + [1] * 32)
     return state, path, TrainSet.from_tensor(texture(32, seed=1)), list(test.split(BATCH)), labels
 
@@ -89,7 +90,9 @@ def test_anomalib_fastflow_extractor_took_our_weights(setup):
 def test_fastflow_auroc_within_two_points(setup):
     """Both sides start from our initial norms and flows (the initial draw alone moves single-seed AUROC by up
     to 15 points on this category), see the same batches and train for the same epochs."""
-    state, path, train, test, labels = setup
+    state, path, train, _, labels = setup
+    # C-Flow's blobs put FastFlow at the AUROC ceiling (1.000 on both sides); these fainter ones do not.
+    test = list(torch.cat([texture(32, seed=2), faint_defects(texture(32, seed=3), seed=4)]).split(BATCH))
     mine, theirs = [], []
     for seed in SEEDS:
         ours = create_detector(
