@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_anomalib_parity import defects, texture
+from test_anomalib_parity import SIZE, defects, texture
 
 from fractalad.backbones import IMAGENET_NORMALIZATION, create_classifier, save_weights
 from fractalad.detectors import create_detector, reference
@@ -27,7 +27,6 @@ pytestmark = [
         reason="anomalib is not installed (pip install 'fractalad[parity]')",
     ),
 ]
-SIZE = 96  # the images of test_anomalib_parity
 BATCH = 8
 SEEDS = (0, 1)
 FASTFLOW = {"input_size": SIZE, "flow_steps": 4, "conv3x3_only": True, "hidden_ratio": 1.0, "epochs": 2}
@@ -41,9 +40,24 @@ CFLOW = {
 CFLOW_EPOCHS = 2  # ours: 1 meta-epoch of 2 sub-epochs without warm-up (a constant LR, like Anomalib's)
 
 
+def faint_defects(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Blend small noise squares (6-11 px) at 25-50 % strength into the images: hard enough that neither side
+    reaches the AUROC ceiling (FastFlow lands near 0.86 after 2 epochs), so agreement means something."""
+    generator = torch.Generator().manual_seed(seed)
+    out = images.clone()
+    for i in range(images.shape[0]):
+        side = int(torch.randint(6, 12, (1,), generator=generator))
+        top, left = (int(v) for v in torch.randint(4, SIZE - side - 4, (2,), generator=generator))
+        strength = float(torch.rand(1, generator=generator)) * 0.25 + 0.25
+        patch = out[i, :, top : top + side, left : left + side]
+        noise = torch.rand(3, side, side, generator=generator)
+        out[i, :, top : top + side, left : left + side] = (1 - strength) * patch + strength * noise
+    return out
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    """A random-seeded resnet18 weight file; 32 train images, 32 good + 32 defective test images."""
+    """A random-seeded resnet18 weight file; 32 train images, 32 good + 32 defective (blended blobs) test images."""
     state = create_classifier("resnet18", 1000, seed=0).state_dict()
     path: Path = tmp_path_factory.mktemp("flows-parity") / "resnet18-random.safetensors"
     meta = {"arch": "resnet18", "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "source": "test"}
@@ -74,11 +88,21 @@ def test_anomalib_fastflow_extractor_took_our_weights(setup):
 
 
 def test_fastflow_auroc_within_two_points(setup):
-    state, path, train, test, labels = setup
+    """Both sides start from our initial norms and flows (the initial draw alone moves single-seed AUROC by up
+    to 15 points on this category), see the same batches and train for the same epochs."""
+    state, path, train, _, labels = setup
+    # C-Flow's blobs put FastFlow at the AUROC ceiling (1.000 on both sides); these fainter ones do not.
+    test = list(torch.cat([texture(32, seed=2), faint_defects(texture(32, seed=3), seed=4)]).split(BATCH))
     mine, theirs = [], []
     for seed in SEEDS:
-        mine.append(image_auroc(our_scores("fastflow", path, train, test, seed, **FASTFLOW).numpy(), labels))
+        ours = create_detector(
+            "fastflow", backbone="resnet18", weights=str(path), seed=seed, batch_size=BATCH, **FASTFLOW
+        )
+        ours._setup("cpu")
         model = flows.build_fastflow("resnet18", state, SIZE, FASTFLOW["flow_steps"], True, 1.0, seed=seed)
+        flows.start_from_ours(model, ours.norms_, ours.flows_)
+        ours.fit(train, device="cpu")
+        mine.append(image_auroc(torch.cat([ours.predict(b).image_scores for b in test]).numpy(), labels))
         flows.train(
             "fastflow",
             model,
@@ -92,7 +116,8 @@ def test_fastflow_auroc_within_two_points(setup):
         )
         theirs.append(image_auroc(flows.predict(model, test, IMAGENET_NORMALIZATION)[0].numpy(), labels))
     print(f"FastFlow image AUROC per seed: ours {mine}, Anomalib {theirs}")
-    assert np.mean(mine) > 0.8, (mine, theirs)  # meaningful only well away from chance
+    # Meaningful only well away from chance and from the ceiling.
+    assert 0.7 < np.mean(mine) < 0.97 and 0.7 < np.mean(theirs) < 0.97, (mine, theirs)
     assert abs(np.mean(mine) - np.mean(theirs)) <= 0.02, (mine, theirs)
 
 

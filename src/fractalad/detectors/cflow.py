@@ -32,6 +32,7 @@ from fractalad.detectors.base import (
     check_images,
     normalization_param,
 )
+from fractalad.detectors.components.feature_cache import FeatureBatch, FrozenFeatures, frozen_features
 from fractalad.detectors.components.flows import (
     conditional_graph,
     log_likelihood,
@@ -43,7 +44,7 @@ from fractalad.detectors.components.training import (
     check_training_params,
     fingerprint,
     fit_info,
-    split_validation,
+    frozen_splits,
     train_epochs,
 )
 from fractalad.errors import InputError
@@ -179,12 +180,13 @@ class CFlow(BaseDetector):
                 for channels in extractor.channels
             )
 
-    def fibres(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
-        """(B, 3, H, W) -> per layer (features (B*h*w, C), position codes (B*h*w, P), (h, w)), rows in b-h-w order."""
-        extractor = self.extractor_
-        with torch.no_grad():
-            features = extractor(images.to(self.device_))
-        check_finite(features[-1], "backbone features", extractor.weights_id)
+    def fibres(
+        self, features: list[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+        """Frozen maps [(B, C, h, w)] -> per layer (vectors (B*h*w, C), position codes (B*h*w, P), (h, w)).
+
+        Rows are in b-h-w order.
+        """
         out = []
         for feature in features:
             batch, channels, height, width = feature.shape
@@ -201,13 +203,13 @@ class CFlow(BaseDetector):
         z, log_jac = self.flows_[layer](rows, [conditions])
         return log_likelihood(z, log_jac) / rows.shape[1]
 
-    def fibre_losses(self, images: torch.Tensor, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    def fibre_losses(self, batch: FeatureBatch, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """One loss per fibre batch: each layer's vectors shuffled and cut into full batches of fiber_batch_size.
 
         The remainder is dropped, as in the official code; a (last, small) image batch with fewer vectors than
         fiber_batch_size at a layer trains that layer on all of them in one step instead of skipping it.
         """
-        for layer, (rows, conditions, _) in enumerate(self.fibres(images)):
+        for layer, (rows, conditions, _) in enumerate(self.fibres(batch.features)):
             size = min(self.fiber_batch_size, rows.shape[0])
             order = torch.randperm(rows.shape[0], generator=generator).to(rows.device)
             for start in range(0, rows.shape[0] - size + 1, size):
@@ -216,17 +218,20 @@ class CFlow(BaseDetector):
                 yield -F.logsigmoid(log_p).mean()
 
     @torch.no_grad()
-    def validation_loss(self, validation: TrainSet) -> float:
+    def validation_loss(self, validation: FrozenFeatures) -> float:
         """Mean -logsigmoid(log p / C) over every feature vector of the validation images (lower is better)."""
         total, count = 0.0, 0
         for batch in validation.batches(self.batch_size):
-            for layer, (rows, conditions, _) in enumerate(self.fibres(batch)):
+            for layer, (rows, conditions, _) in enumerate(self.fibres(batch.features)):
                 total += float(-F.logsigmoid(self.per_dim_log_likelihood(layer, rows, conditions)).sum())
                 count += rows.shape[0]
         return total / max(1, count)
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
-        train, validation = split_validation(train, self.validation_fraction, self.seed)
+        image_size = tuple(next(iter(train.batches(1))).shape[-2:])
+        train, validation = frozen_splits(
+            train, self.validation_fraction, self.seed, self.extractor_, self.device_, self.batch_size
+        )
         optimizer = build_optimizer("adam", self.flows_.parameters(), self.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -245,7 +250,7 @@ class CFlow(BaseDetector):
             {"flows": self.flows_},
             optimizer,
             train,
-            lambda images: self.fibre_losses(images, fibre_order.next_generator()),
+            lambda batch: self.fibre_losses(batch, fibre_order.next_generator()),
             epochs=self.epochs * self.sub_epochs,
             batch_size=self.batch_size,
             seed=self.seed,
@@ -259,19 +264,19 @@ class CFlow(BaseDetector):
             desc="cflow",
         )
         self.fit_info_ = {
-            **fit_info(record, self.validation_fraction),
+            **fit_info(record, self.validation_fraction, train),
             "epochs_run": math.ceil(record.epochs_run / self.sub_epochs),
             "sub_epochs_run": record.epochs_run,
             "selected_epoch": math.ceil(record.selected_epoch / self.sub_epochs),
             "selected_sub_epoch": record.selected_epoch,
         }
-        self.fit_constants(train)
+        self.fit_constants(train, image_size)
 
     @torch.no_grad()
-    def layer_log_likelihoods(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> per layer log p / C maps (B, h, w)."""
+    def layer_log_likelihoods(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Frozen maps [(B, C, h, w)] -> per layer log p / C maps (B, h, w)."""
         maps = []
-        for layer, (rows, conditions, (height, width)) in enumerate(self.fibres(images)):
+        for layer, (rows, conditions, (height, width)) in enumerate(self.fibres(features)):
             log_p = self.per_dim_log_likelihood(layer, rows, conditions)
             maps.append(log_p.float().reshape(-1, height, width))
         return maps
@@ -285,11 +290,11 @@ class CFlow(BaseDetector):
         return total
 
     @torch.no_grad()
-    def fit_constants(self, train: TrainSet) -> None:
-        """Fit c_l (max log p / C per layer) and m (max summed map) on all the training images."""
+    def fit_constants(self, train: FrozenFeatures, size: tuple[int, int]) -> None:
+        """Fit c_l (max log p / C per layer) and m (max summed map) on all the (size) training images."""
         self.flows_.eval()
         per_batch = [
-            (self.layer_log_likelihoods(batch), batch.shape[-2:]) for batch in train.batches(self.batch_size)
+            (self.layer_log_likelihoods(batch.features), size) for batch in train.batches(self.batch_size)
         ]
         layers = range(len(self.flows_))
         self.log_likelihood_max_ = torch.stack(
@@ -305,8 +310,9 @@ class CFlow(BaseDetector):
         """(B, 3, H, W) in [0, 1] -> Prediction(image_scores (B,), anomaly_maps (B, H, W))."""
         extractor = self.require_fitted()
         images = check_images(images)
+        features = frozen_features(extractor, images, self.device_)
         maps = self.map_max_ - self.likelihood_map(
-            self.layer_log_likelihoods(images), tuple(images.shape[-2:])
+            self.layer_log_likelihoods(features), tuple(images.shape[-2:])
         )
         maps = maps.float()
         scores = maps.flatten(1).amax(1)

@@ -27,13 +27,14 @@ from fractalad.detectors.base import (
 from fractalad.detectors.components.blur import gaussian_blur
 from fractalad.detectors.components.decoders import OCBE, ResNetDecoder, describe_teacher
 from fractalad.detectors.components.embedding import upsample_maps
+from fractalad.detectors.components.feature_cache import FeatureBatch, frozen_features
 from fractalad.detectors.components.training import (
     build_optimizer,
     check_training_params,
     fingerprint,
     fit_info,
+    frozen_splits,
     mean_validation_loss,
-    split_validation,
     train_epochs,
 )
 from fractalad.errors import InputError
@@ -107,26 +108,30 @@ class ReverseDistillation(BaseDetector):
         self.bottleneck_ = OCBE(layout).eval()
         self.decoder_ = ResNetDecoder(layout).eval()
 
-    def reconstruct(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(B, 3, H, W) -> (teacher maps, decoded maps), each [(B, C_j, H/s_j, W/s_j)]."""
-        extractor = self.extractor_
-        multiple = 2 * extractor.strides[-1]  # the bottleneck halves the deepest map once more
+    def check_size(self, images: torch.Tensor) -> None:
+        """Refuse image sides the decoder cannot rebuild every map for."""
+        multiple = 2 * self.extractor_.strides[-1]  # the bottleneck halves the deepest map once more
         if images.shape[-2] % multiple or images.shape[-1] % multiple:
             raise InputError(
                 f"reverse distillation with layers {list(self.layers)} needs image sides divisible by {multiple} "
                 f"so that the decoder can rebuild every map, got {tuple(images.shape[-2:])}; resize (e.g. 256)"
             )
-        with torch.no_grad():
-            teacher = extractor(images.to(self.device_))
-        check_finite(teacher[-1], "backbone features", extractor.weights_id)
+
+    def reconstruct(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(B, 3, H, W) -> (teacher maps, decoded maps), each [(B, C_j, H/s_j, W/s_j)]."""
+        self.check_size(images)
+        teacher = frozen_features(self.extractor_, images, self.device_)
         return teacher, self.decoder_(self.bottleneck_(teacher))
 
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return cosine_loss(*self.reconstruct(batch))
+    def _loss(self, batch: FeatureBatch) -> torch.Tensor:
+        return cosine_loss(batch.features, self.decoder_(self.bottleneck_(batch.features)))
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
         """Train bottleneck and decoder on the normal images (the teacher stays frozen)."""
-        train_part, validation = split_validation(train, self.validation_fraction, self.seed)
+        self.check_size(next(iter(train.batches(1))))
+        train_part, validation = frozen_splits(
+            train, self.validation_fraction, self.seed, self.extractor_, self.device_, self.batch_size
+        )
         modules = {"bottleneck": self.bottleneck_, "decoder": self.decoder_}
         parameters = [p for module in modules.values() for p in module.parameters()]
         optimizer = build_optimizer(
@@ -148,7 +153,7 @@ class ReverseDistillation(BaseDetector):
             validate=mean_validation_loss(self._loss, self.batch_size, self.device_),
             desc="reverse distillation",
         )
-        self.fit_info_ = fit_info(record, self.validation_fraction)
+        self.fit_info_ = fit_info(record, self.validation_fraction, train_part)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:

@@ -25,13 +25,14 @@ from fractalad.detectors.base import (
     normalization_param,
 )
 from fractalad.detectors.components.embedding import upsample_maps
+from fractalad.detectors.components.feature_cache import FeatureBatch, frozen_features
 from fractalad.detectors.components.training import (
     build_optimizer,
     check_training_params,
     fingerprint,
     fit_info,
+    frozen_splits,
     mean_validation_loss,
-    split_validation,
     train_epochs,
 )
 
@@ -108,19 +109,23 @@ class STFPM(BaseDetector):
 
     def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(B, 3, H, W) -> (teacher maps, student maps), each [(B, C_j, H/s_j, W/s_j)]."""
-        extractor = self.extractor_
         images = images.to(self.device_)
-        with torch.no_grad():
-            teacher = extractor(images)
-        check_finite(teacher[-1], "backbone features", extractor.weights_id)
-        return teacher, self.student_(images)
+        return frozen_features(self.extractor_, images, self.device_), self.student_(images)
 
-    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return pyramid_loss(*self.features(batch))
+    def _loss(self, batch: FeatureBatch) -> torch.Tensor:
+        return pyramid_loss(batch.features, self.student_(batch.images))
 
     def _fit(self, train: TrainSet, progress: bool, work_dir: Path | None) -> None:
         """Train the student on the normal images (the teacher stays frozen)."""
-        train_part, validation = split_validation(train, self.validation_fraction, self.seed)
+        train_part, validation = frozen_splits(
+            train,
+            self.validation_fraction,
+            self.seed,
+            self.extractor_,
+            self.device_,
+            self.batch_size,
+            keep_images=True,
+        )
         optimizer = build_optimizer(
             "sgd",
             self.student_.parameters(),
@@ -145,7 +150,7 @@ class STFPM(BaseDetector):
             validate=mean_validation_loss(lambda b: self._loss(b) / len(b), self.batch_size, self.device_),
             desc="stfpm",
         )
-        self.fit_info_ = fit_info(record, self.validation_fraction)
+        self.fit_info_ = fit_info(record, self.validation_fraction, train_part)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:

@@ -65,6 +65,15 @@ def build_fastflow(
     return model
 
 
+def start_from_ours(model: nn.Module, norms: nn.Module, flows: nn.Module) -> None:
+    """Give Anomalib's FastflowModel our untrained LayerNorms and flows (same FrEIA layout, same tensor names).
+
+    The two sides then differ only in what their code does, not in their initial weight draw.
+    """
+    model.norms.load_state_dict(norms.state_dict(), strict=True)
+    model.fast_flow_blocks.load_state_dict(flows.state_dict(), strict=True)
+
+
 def build_cflow(
     backbone: str,
     layers: Sequence[int],

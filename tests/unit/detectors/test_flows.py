@@ -11,6 +11,7 @@ from conftest import paste_defect, texture
 
 from fractalad.detectors import create_detector
 from fractalad.detectors.cflow import CFlow, cflow_lr_factor
+from fractalad.detectors.components.feature_cache import frozen_features
 from fractalad.detectors.components.flows import log_likelihood, positional_encoding_2d
 from fractalad.detectors.fastflow import FastFlow
 from fractalad.errors import InputError
@@ -44,7 +45,7 @@ def test_log_likelihood_is_standard_normal_density_plus_log_det():
 
 def test_cflow_constants_are_fitted_on_training_images(cflow: CFlow):
     train = texture(8, seed=1)
-    per_layer = cflow.layer_log_likelihoods(train)
+    per_layer = cflow.layer_log_likelihoods(frozen_features(cflow.extractor_, train, cflow.device_))
     torch.testing.assert_close(cflow.log_likelihood_max_, torch.stack([m.amax() for m in per_layer]))
     # m is the largest summed likelihood over training pixels, so training maps bottom out at exactly 0.
     maps = cflow.predict(train).anomaly_maps
@@ -99,6 +100,8 @@ def test_fastflow_layernorm_and_flows_follow_reported_channels_and_strides():
         assert z.shape == (2, *shape) and log_jac.shape == (2,)
     with pytest.raises(InputError, match="not a multiple of the backbone stride 16"):
         FastFlow(input_size=72).build(extractor)
+    with pytest.raises(InputError, match="input_size must be positive"):
+        FastFlow(input_size=0)
 
 
 def test_cflow_flows_follow_resnet50_channels():
@@ -119,8 +122,26 @@ def test_fastflow_refuses_images_of_another_size():
     detector = create_detector(
         "fastflow", backbone="resnet18", weights="random", input_size=64, flow_steps=1, epochs=1
     )
-    with pytest.raises(InputError, match=r"built for 64x64 images .* set input_size"):
+    with pytest.raises(InputError, match=r"built for 64x64 images .* got \(96, 96\); resize the images"):
         detector.fit(texture(2, seed=1, size=96), device="cpu")
+
+
+def test_fastflow_takes_its_input_size_from_the_training_images(tmp_path):
+    params = {"backbone": "resnet18", "weights": "random", "flow_steps": 1, "epochs": 1, "batch_size": 4}
+    train = texture(4, seed=1, size=96)
+    derived = create_detector("fastflow", **params).fit(train, device="cpu")
+    explicit = create_detector("fastflow", input_size=96, **params).fit(train, device="cpu")
+    assert derived.get_params()["input_size"] is None
+    assert derived.input_size_.tolist() == [96, 96]
+    mine, theirs = derived.state_tensors(), explicit.state_tensors()
+    assert all(torch.equal(mine[key], theirs[key]) for key in theirs)  # same initial draw, same training
+    path = tmp_path / "fastflow.safetensors"
+    derived.save(path)
+    loaded = FastFlow.load(path, device="cpu")
+    probe = texture(2, seed=5, size=96)
+    torch.testing.assert_close(loaded.predict(probe).anomaly_maps, derived.predict(probe).anomaly_maps)
+    with pytest.raises(InputError, match=r"built for 96x96 images .* got \(64, 64\); resize the images to 96x96"):
+        loaded.predict(texture(1, seed=6, size=64))
 
 
 @pytest.mark.parametrize(

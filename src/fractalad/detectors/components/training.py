@@ -4,6 +4,8 @@ What it owns, so that no method writes it again: seeded shuffling (epoch e shuff
 (seed, e), so a resumed run draws the same batches as an uninterrupted one), bf16 autocast on CUDA, a progress bar
 with the loss, optional checkpoint selection on a validation split of the *normal training images* (never test
 data), and an atomic checkpoint in the work folder after every epoch so that a killed fit resumes where it stopped.
+An epoch iterates images (a TrainSet) or, for the methods on a frozen network, `FrozenFeatures` of them, which
+computes the frozen features once instead of once per epoch (see `frozen_splits`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,25 +23,34 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fractalad.backbones.factory import FeatureExtractor
 from fractalad.detectors.base import TrainSet
+from fractalad.detectors.components.feature_cache import FeatureBatch, FrozenFeatures
 from fractalad.errors import InputError
 from fractalad.files import atomic_path
 
 CHECKPOINT_NAME = "train-state.pt"
+# What an epoch iterates: images, or the frozen network's features of them (cached or recomputed).
+Batches = TrainSet | FrozenFeatures
+Batch = torch.Tensor | FeatureBatch
 # A step's loss: one tensor (one optimiser step), or an iterator of them (one step each, e.g. C-Flow's fibre
 # batches of one image batch).
-StepLoss = Callable[[torch.Tensor], torch.Tensor | Iterator[torch.Tensor]]
+StepLoss = Callable[[Batch], torch.Tensor | Iterator[torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """What a fit did: epochs run, mean loss per epoch, and the selected epoch (1-based) with its rule."""
+    """What a fit did: epochs run, mean loss per epoch, and the selected epoch (1-based) with its rule.
+
+    `epoch_seconds` holds the wall time of each epoch this process ran (a resumed fit lists only its own).
+    """
 
     epochs_run: int
     losses: list[float]
     selected_epoch: int
     selection_rule: str
     validation_scores: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
 
     def as_info(self) -> dict[str, Any]:
         """JSON-ready form for a detector's `fit_info_`."""
@@ -48,6 +60,7 @@ class TrainingRecord:
             "selected_epoch": self.selected_epoch,
             "selection_rule": self.selection_rule,
             "validation_scores": self.validation_scores,
+            "epoch_seconds": self.epoch_seconds,
         }
 
 
@@ -122,7 +135,7 @@ def _load(path: Path, expected: str) -> dict[str, Any] | None:
 def train_epochs(
     modules: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer,
-    train: TrainSet,
+    train: Batches,
     step_loss: StepLoss,
     *,
     epochs: int,
@@ -133,8 +146,8 @@ def train_epochs(
     work_dir: Path | None = None,
     run_fingerprint: str = "",
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    validation: TrainSet | None = None,
-    validate: Callable[[TrainSet], float] | None = None,
+    validation: Batches | None = None,
+    validate: Callable[[Batches], float] | None = None,
     clip_grad_norm: float | None = None,
     desc: str = "train",
 ) -> TrainingRecord:
@@ -157,11 +170,15 @@ def train_epochs(
         start, losses, scores, best = saved["epoch"], saved["losses"], saved["scores"], saved["best"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     total = train.num_batches(batch_size)
+    seconds: list[float] = []
     for epoch in range(start, epochs):
+        started = time.perf_counter()
         for module in modules.values():
             module.train()
         batches = train.batches(batch_size, shuffle=True, generator=_epoch_generator(seed, epoch))
-        bar = tqdm(batches, total=total, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            batches, total=total, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False
+        )
         epoch_losses: list[float] = []
         for batch in bar:
             with autocast:
@@ -177,6 +194,7 @@ def train_epochs(
             scores.append(float(validate(validation)))
             if best is None or scores[-1] < best["score"]:
                 best = {"epoch": epoch + 1, "score": scores[-1], "modules": _copy_states(modules)}
+        seconds.append(time.perf_counter() - started)
         if checkpoint is not None:
             state = _state(modules, optimizer, scheduler, epoch + 1, losses, scores, best, run_fingerprint)
             _save(checkpoint, state)
@@ -185,12 +203,14 @@ def train_epochs(
     if best is not None:
         for name, module in modules.items():
             module.load_state_dict(best["modules"][name])
-        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores)
-    return TrainingRecord(epochs, losses, epochs, "last epoch", scores)
+        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores, seconds)
+    return TrainingRecord(epochs, losses, epochs, "last epoch", scores, seconds)
 
 
 def _copy_states(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
+    return {
+        name: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for name, m in modules.items()
+    }
 
 
 def _state(
@@ -216,12 +236,12 @@ def _state(
 
 
 def mean_validation_loss(
-    step_loss: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device
-) -> Callable[[TrainSet], float]:
+    step_loss: Callable[[Batch], torch.Tensor], batch_size: int, device: torch.device
+) -> Callable[[Batches], float]:
     """A `validate` function: the mean of `step_loss` over the validation images, without gradients."""
 
     @torch.no_grad()
-    def validate(validation: TrainSet) -> float:
+    def validate(validation: Batches) -> float:
         values = [float(step_loss(batch.to(device))) * len(batch) for batch in validation.batches(batch_size)]
         return sum(values) / max(1, len(validation)) if values else math.inf
 
@@ -254,9 +274,32 @@ def split_validation(train: TrainSet, fraction: float, seed: int) -> tuple[Train
     return train.split(fraction, seed)
 
 
-def fit_info(record: TrainingRecord, validation_fraction: float) -> dict[str, Any]:
+def frozen_splits(
+    train: TrainSet,
+    fraction: float,
+    seed: int,
+    extractor: FeatureExtractor,
+    device: torch.device,
+    batch_size: int,
+    keep_images: bool = False,
+) -> tuple[FrozenFeatures, FrozenFeatures | None]:
+    """`split_validation`, each part as the frozen extractor's features (cached when they fit in memory)."""
+    train_part, validation = split_validation(train, fraction, seed)
+
+    def features(images: TrainSet) -> FrozenFeatures:
+        return FrozenFeatures(images, extractor, device, batch_size, keep_images)
+
+    return features(train_part), features(validation) if validation is not None else None
+
+
+def fit_info(
+    record: TrainingRecord, validation_fraction: float, features: FrozenFeatures | None = None
+) -> dict[str, Any]:
     """`fit_info_` of a trained detector: the training record with its selection rule spelled out."""
     info = record.as_info()
+    if features is not None:
+        info["feature_cache"] = features.describe()
+        info["feature_cache_seconds"] = features.fill_seconds
     if validation_fraction > 0:
         info["selection_rule"] = (
             f"lowest mean validation loss on {validation_fraction:.0%} of the normal training images"
