@@ -108,9 +108,13 @@ def _may_be_closer(p, centre32, c_sq, c_norm, best, codes, scale, sq32, code_err
 
 
 @njit(cache=True)
-def _scan_block(  # pragma: no cover
-    lo,
-    hi,
+def _scan_chunk(  # pragma: no cover
+    first_block,
+    end_block,
+    blocks,
+    block_radius,
+    block_best,
+    block_at,
     step,
     prune,
     centre,
@@ -129,29 +133,45 @@ def _scan_block(  # pragma: no cover
     owner,
     to_centres,
 ):
-    """Update the running minima of positions lo..hi-1 for the new centre; (max, its position, counts).
+    """Update the running minima in blocks first_block..end_block-1 for the new centre.
 
-    Among equal maxima the point with the smallest original index wins, as in the unsorted traversal.
+    Returns the chunk's (max, its position, points skipped, exact distances, points moved). Among equal
+    maxima the point with the smallest original index wins, as in the unsorted traversal.
     """
-    best, best_at, skipped, exact, moved = -1.0, lo, 0, 0, 0
-    for p in range(lo, hi):
-        m = min_sq[p]
-        if m > 0.0:
-            if prune and to_centres[owner[p]] >= 4.0 * m * (1.0 + 1e-9):
-                skipped += 1
-            elif m == np.inf or _may_be_closer(p, centre32, c_sq, c_norm, m, codes, scale, sq32, code_error):
-                exact += 1
-                distance = _exact_sq_distance(rows, mean, order[p], centre, sq_norm[p], c_sq)
-                if distance < m:
-                    m = distance
-                    min_sq[p] = distance
-                    owner[p] = step
-                    moved += 1
-        if m > best:
-            best, best_at = m, p
-    for p in range(lo, hi):  # among equal maxima the smallest original index (a second, cached pass)
-        if min_sq[p] == best and order[p] < order[best_at]:
-            best_at = p
+    best, best_at, skipped, exact, moved = -1.0, 0, 0, 0, 0
+    for b in range(first_block, end_block):
+        lo, hi = blocks[b, 0], blocks[b, 1]
+        if prune and to_centres[blocks[b, 2]] >= 4.0 * block_radius[b] * (1.0 + 1e-9):
+            skipped += hi - lo
+        else:
+            top, top_at, tied = -1.0, lo, False
+            for p in range(lo, hi):
+                m = min_sq[p]
+                if m > 0.0:
+                    if prune and to_centres[owner[p]] >= 4.0 * m * (1.0 + 1e-9):
+                        skipped += 1
+                    elif m == np.inf or _may_be_closer(
+                        p, centre32, c_sq, c_norm, m, codes, scale, sq32, code_error
+                    ):
+                        exact += 1
+                        distance = _exact_sq_distance(rows, mean, order[p], centre, sq_norm[p], c_sq)
+                        if distance < m:
+                            m = distance
+                            min_sq[p] = distance
+                            owner[p] = step
+                            moved += 1
+                if m > top:
+                    top, top_at, tied = m, p, False
+                elif m == top:
+                    tied = True
+            if tied:  # equal maxima (duplicate points): the smallest original index, in a second pass
+                for p in range(lo, hi):
+                    if min_sq[p] == top and order[p] < order[top_at]:
+                        top_at = p
+            block_best[b], block_at[b] = top, top_at
+        value, where = block_best[b], block_at[b]
+        if value > best or (value == best and order[where] < order[best_at]):
+            best, best_at = value, where
     return best, best_at, skipped, exact, moved
 
 
@@ -238,37 +258,31 @@ def run_steps(  # pragma: no cover
                 to_centres,
             )
         for ci in prange(n_chunks):
-            best, best_at, skipped, exact, moved = -1.0, 0, 0, 0, 0
-            for b in range(chunk_blocks[ci], chunk_blocks[ci + 1]):
-                lo, hi = blocks[b, 0], blocks[b, 1]
-                if prune and to_centres[blocks[b, 2]] >= 4.0 * block_radius[b] * (1.0 + 1e-9):
-                    skipped += hi - lo
-                else:
-                    block_best[b], block_at[b], s, e, m = _scan_block(
-                        lo,
-                        hi,
-                        step,
-                        prune,
-                        centre,
-                        centre32,
-                        c_sq,
-                        c_norm,
-                        rows,
-                        mean,
-                        order,
-                        codes,
-                        scale,
-                        sq_norm,
-                        sq32,
-                        code_error,
-                        min_sq,
-                        owner,
-                        to_centres,
-                    )
-                    skipped, exact, moved = skipped + s, exact + e, moved + m
-                value, where = block_best[b], block_at[b]
-                if value > best or (value == best and order[where] < order[best_at]):
-                    best, best_at = value, where
+            best, best_at, skipped, exact, moved = _scan_chunk(
+                chunk_blocks[ci],
+                chunk_blocks[ci + 1],
+                blocks,
+                block_radius,
+                block_best,
+                block_at,
+                step,
+                prune,
+                centre,
+                centre32,
+                c_sq,
+                c_norm,
+                rows,
+                mean,
+                order,
+                codes,
+                scale,
+                sq_norm,
+                sq32,
+                code_error,
+                min_sq,
+                owner,
+                to_centres,
+            )
             chunk_best[ci], chunk_at[ci] = best, best_at
             chunk_counts[ci, 0], chunk_counts[ci, 1], chunk_counts[ci, 2] = skipped, exact, moved
         best, best_at = -1.0, 0
