@@ -245,6 +245,34 @@ def interleaved_steps(
     return statistics.median(times["ours"]), statistics.median(times["anomalib"])
 
 
+def permutation_steps(
+    method: str, params: dict[str, Any], images: torch.Tensor, rounds: int
+) -> tuple[float, float]:
+    """Median seconds of our training step with the flows' permutations indexed vs FrEIA's dense matrices.
+
+    The blocks' `indexed` flag is toggled between steps (alternating), so both variants see the same load.
+    """
+    import statistics
+
+    from fractalad.detectors.components.flows import IndexPermutedBlock
+
+    ours = create_unfitted(method, params)
+    step, _ = step_functions(method, ours, images)
+    blocks = [m for m in ours.flows_.modules() if isinstance(m, IndexPermutedBlock) and m.indexed]
+    if not blocks:
+        raise SystemExit(f"{method} has no hard-permutation blocks (C-Flow: pass --cflow-permutation hard)")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    step()  # warm-up
+    for _ in range(rounds):
+        for indexed in (True, False):
+            for block in blocks:
+                block.indexed = indexed
+            start = time.perf_counter()
+            step()
+            times[indexed].append(time.perf_counter() - start)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
 def create_unfitted(method: str, params: dict[str, Any]) -> Any:
     """Our detector set up (backbone and untrained networks built) but not trained: Anomalib's starting point."""
     from fractalad.detectors import create_detector
@@ -270,6 +298,8 @@ def main() -> int:
     parser.add_argument("--uncached", action="store_true", help="also time ours with the cache switched off")
     parser.add_argument("--cflow-permutation", choices=("soft", "hard"), default="soft",
                         help="C-Flow's fixed permutations: soft (rotations, the recipe) or hard")  # fmt: skip
+    parser.add_argument("--permutation-rounds", type=int, default=0,
+                        help="also time our flow step, permutations indexed vs dense, alternating")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="64 px, 8 training images, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -303,6 +333,11 @@ def main() -> int:
             mine, theirs = interleaved_steps(method, params, train_images[: args.batch], args.step_rounds)
             print(f"{method}: ours (cached features) {mine:.3f} s, Anomalib {theirs:.3f} s, ratio {mine / theirs:.3f}",
                   flush=True)  # fmt: skip
+    for method in [m for m in args.methods if m in ("fastflow", "cflow")] if args.permutation_rounds else ():
+        params = our_params(method, args.size, args.epochs, args.batch, soft)
+        indexed, dense = permutation_steps(method, params, train_images[: args.batch], args.permutation_rounds)
+        print(f"{method}: our step, permutations indexed {indexed:.3f} s, dense {dense:.3f} s, "
+              f"ratio {indexed / dense:.3f}", flush=True)  # fmt: skip
     print(json.dumps({"load_average": list(__import__("os").getloadavg())}))
     return 0
 
