@@ -28,14 +28,14 @@ CFLOW = {
     "condition_dim": 128,
     "coupling_blocks": 8,
     "clamp": 1.9,
-    "permute_soft": True,
     "fiber_batch_size": 256,
 }
 
 
-def cflow_settings(size: int) -> dict[str, Any]:
+def cflow_settings(size: int, permute_soft: bool) -> dict[str, Any]:
     """C-Flow's settings on both sides; small smoke-run images have too few layer4 vectors for 256 a batch."""
-    return {**CFLOW, "fiber_batch_size": CFLOW["fiber_batch_size"] if size >= 256 else 16}
+    fibres = CFLOW["fiber_batch_size"] if size >= 256 else 16
+    return {**CFLOW, "fiber_batch_size": fibres, "permute_soft": permute_soft}
 
 
 def texture(n: int, size: int, seed: int) -> torch.Tensor:
@@ -48,13 +48,14 @@ def texture(n: int, size: int, seed: int) -> torch.Tensor:
     return (stripes + 0.04 * torch.randn(n, 3, size, size, generator=generator)).clamp(0, 1)
 
 
-def our_params(method: str, size: int, epochs: int, batch: int) -> dict[str, Any]:
+def our_params(method: str, size: int, epochs: int, batch: int, permute_soft: bool) -> dict[str, Any]:
     """Hyper-parameters of our side; the Anomalib side is built to match them."""
     common = {"backbone": "resnet18", "weights": "random", "normalization": "imagenet", "batch_size": batch}
     if method == "fastflow":
         return {**common, "input_size": size, "epochs": epochs}
     if method == "cflow":
-        return {**common, "epochs": epochs, "sub_epochs": 1, "lr_warmup_epochs": 0, **cflow_settings(size)}
+        return {**common, "epochs": epochs, "sub_epochs": 1, "lr_warmup_epochs": 0,
+                **cflow_settings(size, permute_soft)}  # fmt: skip
     return {**common, "epochs": epochs}
 
 
@@ -99,8 +100,9 @@ def run_anomalib(method: str, ours: Any, train: Any, test: list[torch.Tensor]) -
             lr, decay = params["lr"], params["weight_decay"]
         else:
             model = flows.build_cflow(
-                "resnet18", (2, 3, 4), state, seed=0, **cflow_settings(int(test[0].shape[-1]))
-            )
+                "resnet18", (2, 3, 4), state, seed=0,
+                **cflow_settings(int(test[0].shape[-1]), params["permute_soft"]),
+            )  # fmt: skip
             lr, decay = params["lr"], 0.0
         seconds = flows.train(
             method, model, train, normalization, epochs=params["epochs"], batch_size=params["batch_size"],
@@ -184,7 +186,8 @@ def step_functions(method: str, ours: Any, images: torch.Tensor) -> tuple[Any, A
         mine = [*ours.norms_.parameters(), *ours.flows_.parameters()]
         losses = (lambda: [ours.loss(batch)], lambda: [flows.fastflow_loss(model, normalised)])
     elif method == "cflow":
-        model = flows.build_cflow("resnet18", (2, 3, 4), state, seed=0, **cflow_settings(images.shape[-1]))
+        settings = cflow_settings(images.shape[-1], params["permute_soft"])
+        model = flows.build_cflow("resnet18", (2, 3, 4), state, seed=0, **settings)
         generator = torch.Generator().manual_seed(0)
         mine = ours.flows_.parameters()
         losses = (lambda: ours.fibre_losses(batch, generator), None)
@@ -242,6 +245,34 @@ def interleaved_steps(
     return statistics.median(times["ours"]), statistics.median(times["anomalib"])
 
 
+def permutation_steps(
+    method: str, params: dict[str, Any], images: torch.Tensor, rounds: int
+) -> tuple[float, float]:
+    """Median seconds of our training step with the flows' permutations indexed vs FrEIA's dense matrices.
+
+    The blocks' `indexed` flag is toggled between steps (alternating), so both variants see the same load.
+    """
+    import statistics
+
+    from fractalad.detectors.components.flows import IndexPermutedBlock
+
+    ours = create_unfitted(method, params)
+    step, _ = step_functions(method, ours, images)
+    blocks = [m for m in ours.flows_.modules() if isinstance(m, IndexPermutedBlock) and m.indexed]
+    if not blocks:
+        raise SystemExit(f"{method} has no hard-permutation blocks (C-Flow: pass --cflow-permutation hard)")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    step()  # warm-up
+    for _ in range(rounds):
+        for indexed in (True, False):
+            for block in blocks:
+                block.indexed = indexed
+            start = time.perf_counter()
+            step()
+            times[indexed].append(time.perf_counter() - start)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
 def create_unfitted(method: str, params: dict[str, Any]) -> Any:
     """Our detector set up (backbone and untrained networks built) but not trained: Anomalib's starting point."""
     from fractalad.detectors import create_detector
@@ -265,6 +296,10 @@ def main() -> int:
     parser.add_argument("--step-rounds", type=int, default=0, help="also time single steps, alternating")
     parser.add_argument("--epoch-timing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--uncached", action="store_true", help="also time ours with the cache switched off")
+    parser.add_argument("--cflow-permutation", choices=("soft", "hard"), default="soft",
+                        help="C-Flow's fixed permutations: soft (rotations, the recipe) or hard")  # fmt: skip
+    parser.add_argument("--permutation-rounds", type=int, default=0,
+                        help="also time our flow step, permutations indexed vs dense, alternating")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="64 px, 8 training images, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -279,8 +314,10 @@ def main() -> int:
     print("| method | side | first epoch s | steady epoch s | predict img/s | ours/Anomalib first | "
           "ours/Anomalib steady | ours/Anomalib predict speed | cache |")  # fmt: skip
     print("|---" * 9 + "|")
+    soft = args.cflow_permutation == "soft"
     for method in args.methods if args.epoch_timing else ():
-        rows = time_method(method, our_params(method, args.size, args.epochs, args.batch), train, test, args)
+        params = our_params(method, args.size, args.epochs, args.batch, soft)
+        rows = time_method(method, params, train, test, args)
         theirs = rows["Anomalib"]
         for side, r in rows.items():
             ratios = "| | |"
@@ -292,10 +329,15 @@ def main() -> int:
     if args.step_rounds:
         print(f"\nOne training step on a batch of {args.batch}, alternating, median of {args.step_rounds}:")
         for method in args.methods:
-            params = our_params(method, args.size, args.epochs, args.batch)
+            params = our_params(method, args.size, args.epochs, args.batch, soft)
             mine, theirs = interleaved_steps(method, params, train_images[: args.batch], args.step_rounds)
             print(f"{method}: ours (cached features) {mine:.3f} s, Anomalib {theirs:.3f} s, ratio {mine / theirs:.3f}",
                   flush=True)  # fmt: skip
+    for method in [m for m in args.methods if m in ("fastflow", "cflow")] if args.permutation_rounds else ():
+        params = our_params(method, args.size, args.epochs, args.batch, soft)
+        indexed, dense = permutation_steps(method, params, train_images[: args.batch], args.permutation_rounds)
+        print(f"{method}: our step, permutations indexed {indexed:.3f} s, dense {dense:.3f} s, "
+              f"ratio {indexed / dense:.3f}", flush=True)  # fmt: skip
     print(json.dumps({"load_average": list(__import__("os").getloadavg())}))
     return 0
 

@@ -1,7 +1,8 @@
 """Normalising-flow pieces shared by FastFlow and C-Flow: FrEIA coupling graphs, subnets, positional codes.
 
 The coupling blocks are FrEIA's `AllInOneBlock` (affine coupling + learned global affine + fixed permutation);
-this module only chooses their subnets and stacks them. FrEIA draws the fixed permutations from NumPy's global
+this module only chooses their subnets and stacks them, and applies hard permutations by indexing
+(`IndexPermutedBlock`) where FrEIA multiplies by a dense permutation matrix. FrEIA draws the fixed permutations from NumPy's global
 random state, so graphs are built inside `numpy_seeded` to make them a function of the detector's seed.
 """
 
@@ -31,6 +32,85 @@ def numpy_seeded(seed: int) -> Iterator[None]:
         yield
     finally:
         np.random.set_state(state)
+
+
+class IndexPermutedBlock(AllInOneBlock):
+    """FrEIA's `AllInOneBlock` whose hard permutation reorders channels by indexing instead of multiplying.
+
+    FrEIA applies its fixed channel permutation as a dense C x C 1x1 convolution (linear on vectors) with a
+    0/1 matrix, forward and backward, in every block: for FastFlow's 3x3-subnet blocks about a fifth of a block's
+    multiply-adds. A permutation matrix times x picks one entry per row and adds exact zeros, so indexing gives
+    the same outputs, log-determinants and gradients. Everything else (coupling, global affine and its log-det)
+    is FrEIA's, and a soft permutation (a dense rotation: real work) keeps FrEIA's product. The matrices stay as
+    FrEIA stores them (`w_perm`, `w_perm_inv`), so saved files keep their keys; the index vectors are derived
+    from them, again whenever a state dict is loaded.
+    """
+
+    def __init__(
+        self,
+        dims_in: list[tuple[int, ...]],
+        dims_c: list[tuple[int, ...]] | None = None,
+        subnet_constructor: SubnetConstructor | None = None,
+        affine_clamping: float = 2.0,
+        global_affine_type: str = "SOFTPLUS",
+        permute_soft: bool = False,
+    ) -> None:
+        super().__init__(
+            dims_in,
+            dims_c if dims_c is not None else [],
+            subnet_constructor=subnet_constructor,
+            affine_clamping=affine_clamping,
+            global_affine_type=global_affine_type,
+            permute_soft=permute_soft,
+        )
+        self.indexed = not permute_soft
+        self.register_buffer("permutation", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("inverse_permutation", torch.empty(0, dtype=torch.long), persistent=False)
+        self.derive_indices()
+
+    def derive_indices(self) -> None:
+        """(C,) indices with out[:, i] = x[:, permutation[i]]: the column of row i's one entry in each matrix."""
+        if self.indexed:
+            self.permutation = permutation_index(self.w_perm)
+            self.inverse_permutation = permutation_index(self.w_perm_inv)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, torch.Tensor],
+        prefix: str,
+        local_metadata: dict[str, object],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self.derive_indices()
+
+    def _permute(self, x: torch.Tensor, rev: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """FrEIA's global affine then permutation (reverse: un-permute, then undo the affine)."""
+        if not self.indexed:
+            return super()._permute(x, rev)
+        scale = self.global_scale_activation(self.global_scale)  # (1, C, 1, ...)
+        log_jac = torch.sum(torch.log(scale))
+        if rev:
+            return (x.index_select(1, self.inverse_permutation) - self.global_offset) / scale, log_jac
+        return (x * scale + self.global_offset).index_select(1, self.permutation), log_jac
+
+
+def permutation_index(matrix: torch.Tensor) -> torch.Tensor:
+    """(C, C, 1, ...) 0/1 permutation matrix -> (C,) column of each row's one; any other matrix is refused."""
+    square = matrix.detach().reshape(matrix.shape[0], matrix.shape[0])
+    is_permutation = bool(
+        ((square == 0) | (square == 1)).all() and (square.sum(0) == 1).all() and (square.sum(1) == 1).all()
+    )
+    if not is_permutation:
+        raise ValueError(
+            "a hard-permutation flow block was given a w_perm that is not a 0/1 permutation matrix"
+        )
+    return square.argmax(1)
 
 
 def conv_subnet(kernel_size: int, hidden_ratio: float) -> SubnetConstructor:
@@ -66,10 +146,9 @@ def fastflow_graph(
     for step in range(steps):
         kernel_size = 1 if step % 2 == 1 and not conv3x3_only else 3
         graph.append(
-            AllInOneBlock,
+            IndexPermutedBlock,
             subnet_constructor=conv_subnet(kernel_size, hidden_ratio),
             affine_clamping=clamp,
-            permute_soft=False,
         )
     return graph
 
@@ -81,7 +160,7 @@ def conditional_graph(
     graph = SequenceINN(features)
     for _ in range(blocks):
         graph.append(
-            AllInOneBlock,
+            IndexPermutedBlock,
             cond=0,
             cond_shape=(condition_dim,),
             subnet_constructor=linear_subnet(hidden_ratio),
