@@ -284,6 +284,18 @@ PRESETS: dict[str, PretrainConfig] = {
         random_erasing=0.5,
         mix_prob=0.8,
     ),
+    # tiny-ofdb on 32 px crops of 64 px images, without MixUp/CutMix: the one CPU recipe measured ahead of
+    # random weights for both PatchCore and PaDiM at 256 px (benchmarks/RESULTS.md, "ofdb32"); the demo's.
+    "tiny-ofdb32": dataclasses.replace(
+        _TINY,
+        preset="tiny-ofdb32",
+        render_size=64,
+        crop=32,
+        image_source="fixed",
+        augment="imagenet",
+        random_erasing=0.5,
+        mix_prob=0.0,
+    ),
     # CPU-sized multi-instance (A&F's variant): 1-5 fractals of random classes per image, multi-hot labels.
     "tiny-multi": dataclasses.replace(_TINY, preset="tiny-multi", multi_instance=True),
 }

@@ -57,6 +57,12 @@ def test_cpu_recipes_share_the_tiny_budget() -> None:
         c = PRESETS[name]
         assert (c.epochs * c.epoch_size, c.image_size, c.arch, c.device) == (50_000, 64, "resnet18", "cpu")
         assert c.epochs * c.epoch_size == tiny.epochs * tiny.epoch_size
+    demo = PRESETS["tiny-ofdb32"]
+    assert (demo.epochs * demo.epoch_size, demo.image_size, demo.mix_prob) == (50_000, 32, 0.0)
+    assert (
+        dataclasses.replace(demo, preset="tiny-ofdb", crop=64, render_size=128, mix_prob=0.8)
+        == PRESETS["tiny-ofdb"]
+    )
 
 
 @pytest.mark.parametrize(
