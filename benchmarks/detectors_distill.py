@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from detectors_cache import best_rate  # the benchmarks folder is on sys.path when a script runs
+
 CATEGORY = "tile"
 METHODS = ("reverse_distillation", "stfpm")
 
@@ -95,16 +97,6 @@ def _time_anomalib(spec: dict[str, Any], train: Any, epochs: int) -> tuple[float
     return time.perf_counter() - start, (model, normalization)
 
 
-def _predict_rate(predict: Any, test: list[Any]) -> float:
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        for batch in test:
-            predict(batch)
-        best = min(best, time.perf_counter() - start)
-    return sum(len(b) for b in test) / best
-
-
 def speed_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Interleaved timing of both sides for one method."""
     import torch
@@ -118,8 +110,8 @@ def speed_worker(spec: dict[str, Any]) -> dict[str, Any]:
     for epochs in (1, 3):
         fits["ours"][epochs], ours = _time_ours(spec, train, epochs)
         fits["anomalib"][epochs], (model, normalization) = _time_anomalib(spec, train, epochs)
-    ours_rate = _predict_rate(ours.predict, test)
-    theirs_rate = _predict_rate(lambda b: distill.predict_anomalib(model, [b], normalization), test)
+    ours_rate = best_rate(ours.predict, test)
+    theirs_rate = best_rate(lambda b: distill.predict_anomalib(model, [b], normalization), test)
     ours_scores = torch.cat([ours.predict(b).image_scores for b in test]).numpy()
     theirs_scores = distill.predict_anomalib(model, test, normalization)[0].numpy()
     row = dict(spec, n_train=len(train), batch_size=ours.batch_size)
@@ -135,8 +127,8 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import anomalib.models  # noqa: F401  (its import cost belongs in the baseline)
     import torch
 
-    from fractalad.detectors.evaluate import peak_rss_mb
     from fractalad.parity import distill
+    from fractalad.provenance import process_peak_rss_mb as peak_rss_mb
 
     torch.set_num_threads(spec["threads"])
     train, test, _ = _data(spec)

@@ -91,13 +91,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from fractalad.data.images import AnomalyImageDataset
     from fractalad.data.mvtec import load_mvtec
-    from fractalad.detectors.evaluate import peak_rss_mb, train_set
+    from fractalad.detectors.base import TrainSet
     from fractalad.metrics import image_auroc
+    from fractalad.provenance import process_peak_rss_mb as peak_rss_mb
 
     torch.set_num_threads(spec["threads"])
     root = Path(spec["root"])
     category = load_mvtec(root, CATEGORY)
-    train = train_set(category.train[: spec["n_train"]], spec["size"])
+    train = TrainSet(AnomalyImageDataset(category.train[: spec["n_train"]], spec["size"]))
     samples = category.test[:8] + category.test[-8:]
     test = [b["image"] for b in DataLoader(AnomalyImageDataset(samples, spec["size"]), batch_size=BATCH)]
     if spec["impl"] == "anomalib":

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from fractalad.data import SYNTHETIC_CATEGORIES, load_category, synthetic
 from fractalad.data.images import load_images, load_sample
-from fractalad.data.synthetic.shapes import Canvas
+from fractalad.data.synthetic.shapes import Canvas, expose
 from fractalad.detectors import create_detector
 from fractalad.detectors.components.knn import nearest_neighbours
 
@@ -55,12 +55,7 @@ def lit_photograph(lighting: str, category: str) -> Photograph:
             gain, (angle, slope, vignette) = 1.0 + (gain - 1.0) / 4.0, line
         elif lighting == "flat":
             gain, slope, vignette = 1.0, 0.0, 0.0
-        light = gain * (1.0 + slope * (canvas.x * np.cos(angle) + canvas.y * np.sin(angle)))
-        light = light - vignette * 0.5 * (canvas.x**2 + canvas.y**2)
-        sigma = rng.uniform(0.006, 0.016)
-        noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma)
-        photo = clean * light[:, :, None].astype(np.float32) + noise
-        return np.clip(np.rint(photo * 255.0), 0, 255).astype(np.uint8)
+        return expose(clean, canvas, rng, gain, angle, slope, vignette)
 
     return photograph
 

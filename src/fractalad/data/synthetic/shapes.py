@@ -129,6 +129,19 @@ def photograph(clean: np.ndarray, canvas: Canvas, rng: np.random.Generator) -> n
     gain = rng.uniform(0.92, 1.08)
     angle = rng.uniform(0.0, 2.0 * np.pi)
     slope, vignette = rng.uniform(0.0, 0.08), rng.uniform(0.0, 0.08)
+    return expose(clean, canvas, rng, gain, angle, slope, vignette)
+
+
+def expose(
+    clean: np.ndarray,
+    canvas: Canvas,
+    rng: np.random.Generator,
+    gain: float,
+    angle: float,
+    slope: float,
+    vignette: float,
+) -> np.ndarray:
+    """The photo of `clean` under the given lighting, with sensor noise drawn from rng."""
     light = gain * (1.0 + slope * (canvas.x * np.cos(angle) + canvas.y * np.sin(angle)))
     light = light - vignette * 0.5 * (canvas.x**2 + canvas.y**2)
     sigma = rng.uniform(0.006, 0.016)
