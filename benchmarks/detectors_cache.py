@@ -70,10 +70,12 @@ def best_rate(predict: Any, test: list[torch.Tensor]) -> float:
     return sum(len(b) for b in test) / best
 
 
-def run_ours(method: str, params: dict[str, Any], train: Any, test: list[torch.Tensor]) -> dict[str, Any]:
+def run_ours(
+    method: str, params: dict[str, Any], train: Any, test: list[torch.Tensor], precision: str = "fp32"
+) -> dict[str, Any]:
     from fractalad.detectors import create_detector
 
-    detector = create_detector(method, **params).fit(train, device="cpu")
+    detector = create_detector(method, **params).fit(train, device="cpu", precision=precision)
     info = detector.fit_info_
     seconds = info.get("epoch_seconds", [])
     fill = float(info.get("feature_cache_seconds", 0.0))
@@ -81,6 +83,7 @@ def run_ours(method: str, params: dict[str, Any], train: Any, test: list[torch.T
         "first": seconds[0] + fill,
         "steady": sum(seconds[1:]) / max(1, len(seconds) - 1),
         "cache": info.get("feature_cache", ""),
+        "precision": info.get("precision", ""),
         "predict": best_rate(detector.predict, test),
         "detector": detector,
     }  # fmt: skip

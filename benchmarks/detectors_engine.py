@@ -107,7 +107,9 @@ def lightning_model(method: str, ours: Any, size: int) -> Any:
     return module
 
 
-def run_engine(method: str, ours: Any, root: Path, size: int, epochs: int, batch: int) -> list[float]:
+def run_engine(
+    method: str, ours: Any, root: Path, size: int, epochs: int, batch: int, precision: str
+) -> list[float]:
     """Anomalib's `Engine.fit` of `method` on the category; seconds of each training epoch."""
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
@@ -119,7 +121,7 @@ def run_engine(method: str, ours: Any, root: Path, size: int, epochs: int, batch
     with tempfile.TemporaryDirectory() as work:
         engine = Engine(
             callbacks=[timer], logger=False, default_root_dir=work, accelerator="cpu", devices=1,
-            max_epochs=epochs, enable_progress_bar=False,
+            max_epochs=epochs, enable_progress_bar=False, precision=precision,
         )  # fmt: skip
         engine.fit(lightning_model(method, ours, size), datamodule=datamodule)
     return timer.seconds
@@ -131,14 +133,15 @@ def run_side(
     """(first, steady) epoch seconds of one fit by `side`: "engine", "ours" or "bare" (Anomalib, no Lightning)."""
     test = [torch.rand(args.batch, 3, args.size, args.size)]  # predict speed is not what this measures
     if side == "ours":
-        mine = run_ours(method, params, train, test)
+        mine = run_ours(method, params, train, test, args.precision)
         return mine["first"], mine["steady"]
     if side == "bare":
         theirs = run_anomalib(method, create_unfitted(method, params), train, test)
         return theirs["first"], theirs["steady"]
     seconds = run_engine(
-        method, create_unfitted(method, params), args.root, args.size, args.epochs, args.batch
-    )
+        method, create_unfitted(method, params), args.root, args.size, args.epochs, args.batch,
+        args.anomalib_precision,
+    )  # fmt: skip
     return seconds[0], sum(seconds[1:]) / max(1, len(seconds) - 1)
 
 
@@ -155,6 +158,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per method (best is kept)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="ours: fit(precision=...)"
+    )
+    parser.add_argument(
+        "--anomalib-precision", default="32-true", help="the Engine's Lightning precision, e.g. bf16-mixed"
+    )
     args = parser.parse_args()
     from fractalad.data.images import AnomalyImageDataset
     from fractalad.data.mvtec import load_mvtec
@@ -164,7 +173,8 @@ def main() -> int:
     weights = str(args.root / "resnet18-seed0.safetensors")
     train = TrainSet(AnomalyImageDataset(load_mvtec(args.root, CATEGORY).train[: args.n_train], args.size))
     print(f"threads {torch.get_num_threads()}, {args.size} px, {args.n_train} train images, batch "
-          f"{args.batch}, {args.epochs} epochs")  # fmt: skip
+          f"{args.batch}, {args.epochs} epochs, ours at precision {args.precision}, Engine at "
+          f"{args.anomalib_precision}, bare loop float32")  # fmt: skip
     print("| method | Anomalib Engine first / steady s | Anomalib bare loop first / steady s | ours cached first / "
           "steady s | steady ours/Engine | first ours/Engine | steady ours/bare loop |")  # fmt: skip
     print("|---" * 7 + "|")

@@ -32,3 +32,29 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device(name)
     except RuntimeError as error:
         raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from error
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU with bf16, or a CPU with AMX tiles.
+
+    Only there does bf16 autocast make training faster; elsewhere bf16 is emulated and slower than float32.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where `device` computes bf16 natively, else 'fp32'; InputError for an unknown name."""
+    if name not in PRECISIONS:
+        raise InputError(f"unknown precision {name!r}; use {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name

@@ -3,7 +3,7 @@
 Both sides start from the same teacher weights and the same untrained bottleneck/decoder/student tensors and see
 the same shuffled batches, so with Anomalib's hard-coded optimiser settings ours reproduces its scores. With our
 defaults (the original recipes) one deviation remains per method, measured here (3 epochs, 12 steps, random
-teacher, 2 seeds):
+teacher, 2 seeds, float32 as Anomalib):
 - RD: Adam betas (0.5, 0.999) as in RD4AD vs Anomalib's (0.5, 0.99): image AUROC within 1 point;
 - STFPM: weight decay 1e-4 as in the official code vs Anomalib's 1e-3. With SGD at lr 0.4 and momentum 0.9 this
   short, unconverged fit is chaotic: the 10x decay moves single-seed AUROC by -8 to +4 points (mean -2.4), so
@@ -95,12 +95,12 @@ def test_matches_anomalib(setup, name):
     auroc = {"ours": [], "ours with Anomalib's settings": [], "anomalib": []}
     for seed in (0, 1):
         theirs = run_anomalib(detector(name, path, seed), train, test)
-        same = detector(name, path, seed, **ANOMALIB_KNOBS[name]).fit(train, device="cpu")
+        same = detector(name, path, seed, **ANOMALIB_KNOBS[name]).fit(train, device="cpu", precision="fp32")
         same_scores = scores_of(same, test)
         # Same weights, batches and settings: the same scores up to float noise, which Adam's per-parameter
         # step normalisation amplifies over the steps (1e-4 after 4 steps, about 2 % after 12).
         torch.testing.assert_close(same_scores, theirs.scores, rtol=0.03, atol=1e-3)
-        ours = scores_of(detector(name, path, seed).fit(train, device="cpu"), test)
+        ours = scores_of(detector(name, path, seed).fit(train, device="cpu", precision="fp32"), test)
         auroc["ours"].append(image_auroc(ours.numpy(), labels))
         auroc["ours with Anomalib's settings"].append(image_auroc(same_scores.numpy(), labels))
         auroc["anomalib"].append(image_auroc(theirs.scores.numpy(), labels))
@@ -108,6 +108,21 @@ def test_matches_anomalib(setup, name):
     assert mean["anomalib"] > 0.75, auroc  # the comparison is only meaningful away from chance
     assert abs(mean["ours with Anomalib's settings"] - mean["anomalib"]) <= 0.02, auroc
     assert abs(mean["ours"] - mean["anomalib"]) <= DEFAULT_TOLERANCE[name], auroc
+
+
+@pytest.mark.parametrize("name", ["reverse_distillation", "stfpm"])
+def test_bf16_autocast_trains_as_float32_does(setup, name):
+    """Both train under bf16 autocast by default where bf16 is native. Each epoch's mean training loss at bf16
+    stays within 5 % of float32's (measured: within 3.3 %). Image AUROC is too noisy to hold a short fit to: single
+    seeds move by up to 10 points either way, and the mean of 12 seeds by about 2 (RESULTS.md, bf16 autocast)."""
+    path, train, _, _ = setup
+    for seed in (0, 1):
+        losses = {
+            precision: detector(name, path, seed).fit(train, device="cpu", precision=precision).fit_info_["losses"]
+            for precision in ("fp32", "bf16")
+        }
+        torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=0.05, atol=0.0)
+        assert losses["fp32"][-1] < 0.5 * losses["fp32"][0], losses  # a fit that learns, not noise around a plateau
 
 
 def test_stfpm_teacher_is_ours_not_a_download(setup):

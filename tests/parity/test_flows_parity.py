@@ -37,6 +37,7 @@ CFLOW = {
     "permute_soft": False,
     "fiber_batch_size": 64,
 }
+PRECISIONS = ("fp32", "bf16")  # Anomalib trains in float32; bf16 is ours by default where it is native
 CFLOW_EPOCHS = 2  # ours: 1 meta-epoch of 2 sub-epochs without warm-up (a constant LR, like Anomalib's)
 
 
@@ -68,11 +69,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     return state, path, TrainSet.from_tensor(texture(32, seed=1)), list(test.split(BATCH)), labels
 
 
-def our_scores(name: str, path: Path, train: TrainSet, test, seed: int, **params) -> torch.Tensor:
+def our_scores(
+    name: str, path: Path, train: TrainSet, test, seed: int, precision: str, **params
+) -> torch.Tensor:
     detector = create_detector(
         name, backbone="resnet18", weights=str(path), seed=seed, batch_size=BATCH, **params
     )
-    detector.fit(train, device="cpu")
+    detector.fit(train, device="cpu", precision=precision)
     return torch.cat([detector.predict(batch).image_scores for batch in test])
 
 
@@ -87,9 +90,10 @@ def test_anomalib_fastflow_extractor_took_our_weights(setup):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_fastflow_auroc_within_two_points(setup):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fastflow_auroc_within_two_points(setup, precision):
     """Both sides start from our initial norms and flows (the initial draw alone moves single-seed AUROC by up
-    to 15 points on this category), see the same batches and train for the same epochs."""
+    to 15 points on this category), see the same batches and train for the same epochs; Anomalib in float32."""
     state, path, train, _, labels = setup
     # C-Flow's blobs put FastFlow at the AUROC ceiling (1.000 on both sides); these fainter ones do not.
     test = list(torch.cat([texture(32, seed=2), faint_defects(texture(32, seed=3), seed=4)]).split(BATCH))
@@ -101,7 +105,7 @@ def test_fastflow_auroc_within_two_points(setup):
         ours._setup("cpu")
         model = flows.build_fastflow("resnet18", state, SIZE, FASTFLOW["flow_steps"], True, 1.0, seed=seed)
         flows.start_from_ours(model, ours.norms_, ours.flows_)
-        ours.fit(train, device="cpu")
+        ours.fit(train, device="cpu", precision=precision)
         mine.append(image_auroc(torch.cat([ours.predict(b).image_scores for b in test]).numpy(), labels))
         flows.train(
             "fastflow",
@@ -115,21 +119,18 @@ def test_fastflow_auroc_within_two_points(setup):
             seed=seed,
         )
         theirs.append(image_auroc(flows.predict(model, test, IMAGENET_NORMALIZATION)[0].numpy(), labels))
-    print(f"FastFlow image AUROC per seed: ours {mine}, Anomalib {theirs}")
+    print(f"FastFlow image AUROC per seed: ours at {precision} {mine}, Anomalib {theirs}")
     # Meaningful only well away from chance and from the ceiling.
     assert 0.7 < np.mean(mine) < 0.97 and 0.7 < np.mean(theirs) < 0.97, (mine, theirs)
     assert abs(np.mean(mine) - np.mean(theirs)) <= 0.02, (mine, theirs)
 
 
 @pytest.fixture(scope="module")
-def cflow_runs(setup):
-    """Per seed: (our AUROC, Anomalib's AUROC predicting batches of 8, Anomalib's on the whole test set at once)."""
-    state, path, train, test, labels = setup
+def anomalib_cflow(setup):
+    """Per seed: Anomalib's C-Flow scores predicting batches of 8, and on the whole test set at once."""
+    state, _, train, test, _ = setup
     runs = []
     for seed in SEEDS:
-        ours = our_scores(
-            "cflow", path, train, test, seed, epochs=1, sub_epochs=CFLOW_EPOCHS, lr_warmup_epochs=0, **CFLOW
-        )
         model = flows.build_cflow("resnet18", (2, 3, 4), state, seed=seed, **CFLOW)
         flows.train(
             "cflow",
@@ -144,6 +145,20 @@ def cflow_runs(setup):
         )
         batched = flows.predict(model, test, IMAGENET_NORMALIZATION)[0]
         whole = flows.predict(model, [torch.cat(test)], IMAGENET_NORMALIZATION)[0]
+        runs.append((batched, whole))
+    return runs
+
+
+@pytest.fixture(scope="module", params=PRECISIONS)
+def cflow_runs(setup, anomalib_cflow, request):
+    """Per seed: (our AUROC at the fixture's precision, Anomalib's predicting batches of 8, on the whole set)."""
+    _, path, train, test, labels = setup
+    runs = []
+    for seed, (batched, whole) in zip(SEEDS, anomalib_cflow, strict=True):
+        ours = our_scores(
+            "cflow", path, train, test, seed, request.param,
+            epochs=1, sub_epochs=CFLOW_EPOCHS, lr_warmup_epochs=0, **CFLOW,
+        )  # fmt: skip
         runs.append([image_auroc(s.numpy(), labels) for s in (ours, batched, whole)])
     return np.array(runs)
 

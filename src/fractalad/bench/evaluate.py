@@ -32,9 +32,14 @@ from fractalad.provenance import PeakMemory, run_provenance
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run executes; none of it changes results, so none of it is in the RunSpec."""
+    """How a run executes, not what it computes, so none of it is in the RunSpec.
+
+    Like the device, `precision` ("auto", "fp32", "bf16": the trained methods' autocast, see `BaseDetector.fit`)
+    moves results only by float rounding; the precision a fit ran at is recorded in its `fit_info`.
+    """
 
     batch_size: int = 16
+    precision: str = "auto"
     num_workers: int = 0
     examples: int = 6  # test images whose maps are kept for the qualitative figure
     progress: bool = False
@@ -61,7 +66,9 @@ def fit_detector(spec: RunSpec, train: Sequence[Sample], device: str, options: R
     detector = create_detector(spec.method, **spec.detector_params())
     work_dir = run_folder(options.artifacts_dir, spec.run_id) / "work" if options.artifacts_dir else None
     train_set = TrainSet(AnomalyImageDataset(train, spec.size), options.num_workers)
-    return detector.fit(train_set, device=device, progress=options.progress, work_dir=work_dir)
+    return detector.fit(
+        train_set, device=device, progress=options.progress, work_dir=work_dir, precision=options.precision
+    )
 
 
 def predict_test(detector: BaseDetector, category: Category, size: int, options: RunOptions) -> TestOutputs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fractalad.commands.arguments import nonnegative_int, positive_int
+from fractalad.commands.arguments import PRECISION_HELP, PRECISIONS, nonnegative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for per-run scores and example maps (default: <store stem>-artifacts beside the store)",
     )
     run.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
+    run.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     run.add_argument(
         "--workers", type=nonnegative_int, default=0, help="data-loading worker processes per run (default 0)"
     )
@@ -66,6 +67,7 @@ def run_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         run=RunOptions(
             batch_size=args.batch_size,
+            precision=args.precision,
             num_workers=args.workers,
             artifacts_dir=args.artifacts or default_artifacts(args.store),
         ),

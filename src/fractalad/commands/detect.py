@@ -10,6 +10,8 @@ from typing import Any
 
 from fractalad.commands.arguments import (
     DEVICE_HELP,
+    PRECISION_HELP,
+    PRECISIONS,
     device_name,
     image_size,
     nonnegative_int,
@@ -62,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=seed_int, default=0, help="seed for random weights, subsets and coresets"
     )
     parser.add_argument("--device", type=device_name, default="auto", help=f"{DEVICE_HELP} (default auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument(
         "--overlays", type=nonnegative_int, default=6, help="number of overlay PNGs to write (default 6)"
     )
@@ -130,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     )
     options = RunOptions(
         batch_size=args.batch_size,
+        precision=args.precision,
         examples=args.overlays,
         progress=True,
         artifacts_dir=args.out / ARTIFACTS_FOLDER,

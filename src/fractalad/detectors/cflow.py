@@ -255,6 +255,7 @@ class CFlow(BaseDetector):
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device_,
+            precision=self.precision_,
             progress=progress,
             work_dir=work_dir,
             run_fingerprint=fingerprint(params, len(train)),

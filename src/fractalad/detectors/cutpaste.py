@@ -206,6 +206,7 @@ class CutPaste(BaseDetector):
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device_,
+            precision=self.precision_,
             progress=progress,
             work_dir=work_dir,
             run_fingerprint=fingerprint(self.get_params(), images.shape[0]),

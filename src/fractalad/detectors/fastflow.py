@@ -193,6 +193,7 @@ class FastFlow(BaseDetector):
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device_,
+            precision=self.precision_,
             progress=progress,
             work_dir=work_dir,
             run_fingerprint=fingerprint(params, len(train)),

@@ -162,6 +162,7 @@ class PANDA(BaseDetector):
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device_,
+            precision=self.precision_,
             progress=progress,
             work_dir=work_dir,
             run_fingerprint=fingerprint(self.get_params(), len(train)),

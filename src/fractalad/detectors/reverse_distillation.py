@@ -146,6 +146,7 @@ class ReverseDistillation(BaseDetector):
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device_,
+            precision=self.precision_,
             progress=progress,
             work_dir=work_dir,
             run_fingerprint=fingerprint(self.get_params(), len(train)),

@@ -112,3 +112,45 @@ def test_non_finite_loss_is_one_clear_error():
         train_epochs({"net": net}, optimizer, TrainSet.from_tensor(images(4)),
                      lambda b: net(b).sum() * float("nan"), epochs=1, batch_size=4, seed=0,
                      device=torch.device("cpu"))
+
+
+def test_bf16_autocast_covers_every_forward_pass_of_a_loss_generator():
+    """A generator of losses (C-Flow's fibre batches) computes each loss when it is asked for, after the first
+    `yield` too: every one of those forward passes must run under bf16 autocast, and none at fp32."""
+    net = model()
+    seen: dict[str, list[torch.dtype]] = {"fp32": [], "bf16": []}
+
+    def losses(batch: torch.Tensor, precision: str):
+        for part in batch.split(2):
+            hidden = net[1](net[0](part))
+            seen[precision].append(hidden.dtype)
+            yield net[3](net[2](hidden)).float().pow(2).mean()
+
+    train = TrainSet.from_tensor(images())
+    for precision in ("fp32", "bf16"):
+        optimizer = build_optimizer("sgd", net.parameters(), lr=0.1)
+        record = train_epochs(
+            {"net": net}, optimizer, train, lambda batch, p=precision: losses(batch, p), epochs=1, batch_size=4,
+            seed=7, device=torch.device("cpu"), precision=precision,
+        )  # fmt: skip
+        assert record.precision == precision and record.as_info()["precision"] == precision
+    assert seen["fp32"] == [torch.float32] * 6
+    assert seen["bf16"] == [torch.bfloat16] * 6
+
+
+def test_checkpoint_of_another_precision_is_not_resumed(tmp_path: Path):
+    train = TrainSet.from_tensor(images())
+    net = model()
+    optimizer = build_optimizer("sgd", net.parameters(), lr=0.1)
+
+    def run(precision: str, epochs: int):
+        return train_epochs(
+            {"net": net}, optimizer, train, lambda b: net(b).float().pow(2).mean(), epochs=epochs, batch_size=4,
+            seed=7, device=torch.device("cpu"), precision=precision, work_dir=tmp_path, run_fingerprint="fit",
+        )  # fmt: skip
+
+    run("bf16", 1)
+    assert len(run("bf16", 2).epoch_seconds) == 1  # resumed: only epoch 2 ran here
+    assert len(run("fp32", 2).epoch_seconds) == 2  # the bf16 checkpoint is not taken up at fp32
+    with pytest.raises(InputError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        run("fp16", 1)

@@ -1,7 +1,8 @@
 """The one training loop every trained detector's `fit` calls: a function, not a framework.
 
 What it owns, so that no method writes it again: seeded shuffling (epoch e shuffles with a generator seeded from
-(seed, e), so a resumed run draws the same batches as an uninterrupted one), bf16 autocast on CUDA, a progress bar
+(seed, e), so a resumed run draws the same batches as an uninterrupted one), bf16 autocast where the device computes
+bf16 natively (`devices.resolve_precision`: a CUDA GPU, or a CPU with AMX), a progress bar
 with the loss, optional checkpoint selection on a validation split of the *normal training images* (never test
 data), and an atomic checkpoint in the work folder after every epoch so that a killed fit resumes where it stopped.
 An epoch iterates images (a TrainSet) or, for the methods on a frozen network, `FrozenFeatures` of them, which
@@ -51,6 +52,7 @@ class TrainingRecord:
     selection_rule: str
     validation_scores: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    precision: str = "fp32"
 
     def as_info(self) -> dict[str, Any]:
         """JSON-ready form for a detector's `fit_info_`."""
@@ -61,6 +63,7 @@ class TrainingRecord:
             "selection_rule": self.selection_rule,
             "validation_scores": self.validation_scores,
             "epoch_seconds": self.epoch_seconds,
+            "precision": self.precision,
         }
 
 
@@ -93,13 +96,31 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def _forward(step_loss: StepLoss, batch: Batch, autocast: torch.autocast) -> Iterator[torch.Tensor]:
+    """The step's loss or losses, each forward pass under `autocast`.
+
+    A generator of losses runs its forward passes lazily, when the next loss is asked for, so each `next` is
+    wrapped too: otherwise only the code before its first `yield` would see the autocast context.
+    """
+    with autocast:
+        loss = step_loss(batch)
+    if isinstance(loss, torch.Tensor):
+        yield loss
+        return
+    while True:
+        with autocast:
+            value = next(loss, None)
+        if value is None:
+            return
+        yield value
+
+
 def _run_steps(
-    loss: torch.Tensor | Iterator[torch.Tensor],
+    losses: Iterator[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     parameters: list[nn.Parameter],
     clip_grad_norm: float | None,
 ) -> list[float]:
-    losses = [loss] if isinstance(loss, torch.Tensor) else loss
     values: list[float] = []
     for value in losses:
         if not torch.isfinite(value):
@@ -142,6 +163,7 @@ def train_epochs(
     batch_size: int,
     seed: int,
     device: torch.device,
+    precision: str = "fp32",
     progress: bool = False,
     work_dir: Path | None = None,
     run_fingerprint: str = "",
@@ -151,9 +173,16 @@ def train_epochs(
     clip_grad_norm: float | None = None,
     desc: str = "train",
 ) -> TrainingRecord:
-    """Train `modules` for `epochs` epochs over shuffled batches of `train`; see the module docstring."""
+    """Train `modules` for `epochs` epochs over shuffled batches of `train`; see the module docstring.
+
+    `precision` is "bf16" (forward passes under bf16 autocast, float32 weights and optimiser) or "fp32"; a
+    checkpoint written at the other precision is not resumed, since the two do not give the same weights.
+    """
     if epochs < 1:
         raise InputError(f"epochs must be >= 1, got {epochs}")
+    if precision not in ("fp32", "bf16"):
+        raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    run_fingerprint = f"{run_fingerprint}:{precision}"
     parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     checkpoint = work_dir / CHECKPOINT_NAME if work_dir is not None else None
     losses: list[float] = []
@@ -168,7 +197,7 @@ def train_epochs(
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
         start, losses, scores, best = saved["epoch"], saved["losses"], saved["scores"], saved["best"]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     total = train.num_batches(batch_size)
     seconds: list[float] = []
     for epoch in range(start, epochs):
@@ -181,9 +210,8 @@ def train_epochs(
         )
         epoch_losses: list[float] = []
         for batch in bar:
-            with autocast:
-                loss = step_loss(batch.to(device))
-            epoch_losses.extend(_run_steps(loss, optimizer, parameters, clip_grad_norm))
+            losses_of_batch = _forward(step_loss, batch.to(device), autocast)
+            epoch_losses.extend(_run_steps(losses_of_batch, optimizer, parameters, clip_grad_norm))
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4g}")
         losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
         if scheduler is not None:
@@ -203,8 +231,10 @@ def train_epochs(
     if best is not None:
         for name, module in modules.items():
             module.load_state_dict(best["modules"][name])
-        return TrainingRecord(epochs, losses, best["epoch"], "lowest validation score", scores, seconds)
-    return TrainingRecord(epochs, losses, epochs, "last epoch", scores, seconds)
+        return TrainingRecord(
+            epochs, losses, best["epoch"], "lowest validation score", scores, seconds, precision
+        )
+    return TrainingRecord(epochs, losses, epochs, "last epoch", scores, seconds, precision)
 
 
 def _copy_states(modules: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
