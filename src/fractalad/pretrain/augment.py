@@ -2,7 +2,8 @@
 
 Two stages:
 - per sample (`SampleAugment`): "crop" = a random crop (the paper); "imagenet" = RandomResizedCrop, horizontal
-  flip, AutoAugment with the ImageNet policy and RandomErasing (OFDB, SPECS section 13). It runs in DataLoader
+  flip, AutoAugment with the ImageNet policy and RandomErasing (OFDB, SPECS section 13); either optionally lifts
+  the black background to a random grey level (`background_lift`, see `LiftBackground`). It runs in DataLoader
   workers, or on the training device for cached images (`device_render`);
 - per batch (`BatchMix`): MixUp or CutMix (one of them, chosen at random) with probability `mix_prob`; targets
   become soft class distributions (B, C). It runs on the training device, after the batch got there.
@@ -55,12 +56,27 @@ def sample_transform(config: PretrainConfig) -> v2.Transform:
     else:
         steps.append(v2.RandomCrop(size))
     steps.append(v2.ToDtype(torch.float32, scale=True))
+    if config.background_lift > 0:
+        steps.append(v2.RandomApply([LiftBackground()], p=config.background_lift))
     if config.random_erasing > 0:
         # Erase to the normalisation mean: after normalisation the patch is 0, as when erasing a normalised
         # image with zeros (timm's and OFDB's order).
         fill = list(config.mean) if config.mean is not None else 0.0
         steps.append(v2.RandomErasing(p=config.random_erasing, value=fill))
     return v2.Compose(steps)
+
+
+class LiftBackground(torch.nn.Module):
+    """float (3, S, S) in [0, 1] -> level + (1 - level) * image with one grey level ~ U(0, 1) per image.
+
+    Fractals are drawn on black, but an inspection photo is mostly flat, often bright ground; lifting the black
+    to a random level shows the network flat regions of every brightness, with the fractal's contrast scaled
+    down as it would be on a lit surface.
+    """
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        level = torch.rand((), device=image.device)
+        return level + (1 - level) * image
 
 
 class SampleAugment:

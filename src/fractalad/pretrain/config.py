@@ -27,7 +27,8 @@ class PretrainConfig:
     `batch_size` is the global batch per optimiser step (all ranks and accumulation micro-steps together),
     so a recipe means the same on 1 or 64 devices. One epoch is `num_classes * samples_per_class` samples.
     `image_source="fixed"` renders one image per system once (at `render_size`) and caches it in the run
-    folder; all variety then comes from `augment` ("crop" or the "imagenet" stack), `random_erasing` and
+    folder; all variety then comes from `augment` ("crop" or the "imagenet" stack), `background_lift` (the
+    probability of lifting the black background to a random grey level), `random_erasing` and
     MixUp/CutMix (`mix_prob`, `mix_alpha`). With `device_render` the cached images are augmented on the
     training device instead of in DataLoader workers.
     """
@@ -57,6 +58,7 @@ class PretrainConfig:
     image_source: str = "render"
     augment: str = "crop"
     random_erasing: float = 0.0
+    background_lift: float = 0.0
     mix_prob: float = 0.0
     mix_alpha: float = 1.0
     sampler: str = "sigma-factor"
@@ -142,8 +144,9 @@ def _problems(c: PretrainConfig) -> list[str]:
         ),
         (c.augment in AUGMENTS, f"augment={c.augment!r} is not one of {', '.join(AUGMENTS)}"),
         (
-            0 <= c.random_erasing <= 1 and 0 <= c.mix_prob <= 1 and c.mix_alpha > 0,
-            f"random_erasing={c.random_erasing} and mix_prob={c.mix_prob} must lie in [0, 1], "
+            0 <= c.random_erasing <= 1 and 0 <= c.mix_prob <= 1 and 0 <= c.background_lift <= 1 and c.mix_alpha > 0,
+            f"random_erasing={c.random_erasing}, mix_prob={c.mix_prob} and background_lift={c.background_lift} "
+            "must lie in [0, 1], "
             f"mix_alpha={c.mix_alpha} must be > 0",
         ),
         (

@@ -71,7 +71,8 @@ def test_cpu_recipes_share_the_tiny_budget() -> None:
         (["multi_instance=true", "mix_prob=0.5"], "multi_instance composites"),
         (["image_source=fixed", "num_systems=200"], "caches one image per class"),
         (["augment=heavy"], "augment='heavy' is not one of crop, imagenet"),
-        (["mix_prob=1.5"], r"mix_prob=1.5 must lie in \[0, 1\]"),
+        (["mix_prob=1.5"], r"mix_prob=1.5 .* must lie in \[0, 1\]"),
+        (["background_lift=-0.1"], r"background_lift=-0.1 must lie in \[0, 1\]"),
     ],
 )
 def test_bad_recipe_combinations_are_named(overrides: list[str], message: str) -> None:
@@ -94,6 +95,28 @@ def test_sample_augment_is_keyed_and_leaves_the_global_generator_alone() -> None
     assert not torch.equal(first, augment(image, 2, 8)) and not torch.equal(first, augment(image, 3, 7))
     # RandomErasing (p = 1 here) fills with the normalisation mean, which no uint8 / 255 value equals.
     assert (first == torch.tensor(0.3)).all(0).any()
+
+
+def test_background_lift_raises_black_to_a_keyed_grey_level() -> None:
+    """p = 1 with the plain crop: every black pixel of a sample becomes that sample's level, the fractal's
+    pixels map affinely onto [level, 1], and the level is a function of the sample's key."""
+    config = resolve_config("tiny", None, ["background_lift=1.0", "crop=16", "render_size=16"])
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    image[:, 4:8, 4:8] = 255
+    image[:, 10:12, 10:12] = 51  # 0.2
+    augment = SampleAugment(config)
+    levels = []
+    for index in range(8):
+        out = augment(image, 0, index)
+        level = float(out[0, 0, 0])
+        levels.append(level)
+        torch.testing.assert_close(out[image == 0], torch.full_like(out[image == 0], level))
+        torch.testing.assert_close(out[image == 255], torch.ones_like(out[image == 255]))
+        torch.testing.assert_close(out[:, 10, 10], torch.full((3,), level + (1 - level) * 0.2))
+        assert torch.equal(out, augment(image, 0, index))
+    assert len(set(levels)) == 8 and 0 <= min(levels) and max(levels) < 1
+    unlifted = SampleAugment(resolve_config("tiny", None, ["crop=16", "render_size=16"]))(image, 0, 0)
+    torch.testing.assert_close(unlifted, image.float() / 255)
 
 
 def test_batch_mix_gives_keyed_soft_targets() -> None:
