@@ -171,11 +171,12 @@ def test_cflow_auroc_within_two_points(cflow_runs):
 
 
 def test_cflow_per_batch_normalisation_effect(cflow_runs, record_property):
-    """Anomalib's per-batch map normalisation moves its AUROC; the measured shift is recorded, not bounded."""
+    """Anomalib's per-batch map normalisation moves its AUROC: the shift is recorded, and it must exist (the
+    deviation documented in the module docstring), i.e. batched scores rank the images differently."""
     _, batched, whole = cflow_runs.mean(0)
     record_property("anomalib_cflow_auroc_batched", float(batched))
     record_property("anomalib_cflow_auroc_whole_set", float(whole))
     print(
         f"C-Flow image AUROC per seed (ours, Anomalib batches of {BATCH}, Anomalib whole set): {cflow_runs.tolist()}"
     )
-    assert 0.0 <= batched <= 1.0
+    assert not np.allclose(cflow_runs[:, 1], cflow_runs[:, 2]), cflow_runs
