@@ -30,6 +30,8 @@ import torch
 from detectors import CATEGORY, build_data
 from detectors_cache import METHODS, create_unfitted, our_params, run_anomalib, run_ours
 
+from fractalad.devices import PRECISIONS
+
 
 def epoch_timer() -> Any:
     """A Lightning callback recording each training epoch's wall time without the validation run inside it."""
@@ -158,9 +160,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per method (best is kept)")
-    parser.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="ours: fit(precision=...)"
-    )
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="ours: fit(precision=...)")
     parser.add_argument(
         "--anomalib-precision", default="32-true", help="the Engine's Lightning precision, e.g. bf16-mixed"
     )

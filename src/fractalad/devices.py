@@ -34,7 +34,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from error
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # what a caller may ask for; "auto" resolves to one of the other two
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -117,12 +117,13 @@ def test_bf16_autocast_trains_as_float32_does(setup, name):
     seeds move by up to 10 points either way, and the mean of 12 seeds by about 2 (RESULTS.md, bf16 autocast)."""
     path, train, _, _ = setup
     for seed in (0, 1):
-        losses = {
-            precision: detector(name, path, seed).fit(train, device="cpu", precision=precision).fit_info_["losses"]
-            for precision in ("fp32", "bf16")
-        }
+        losses = {}
+        for precision in ("fp32", "bf16"):
+            fitted = detector(name, path, seed).fit(train, device="cpu", precision=precision)
+            losses[precision] = fitted.fit_info_["losses"]
         torch.testing.assert_close(losses["bf16"], losses["fp32"], rtol=0.05, atol=0.0)
-        assert losses["fp32"][-1] < 0.5 * losses["fp32"][0], losses  # a fit that learns, not noise around a plateau
+        # A fit that learns, not noise around a plateau.
+        assert losses["fp32"][-1] < 0.5 * losses["fp32"][0], losses
 
 
 def test_stfpm_teacher_is_ours_not_a_download(setup):

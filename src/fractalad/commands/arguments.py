@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DEVICE_HELP = "auto | cpu | cuda[:N]"
-PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = (
     "trained methods' forward passes: bf16 autocast where the device computes bf16 natively (a CUDA GPU, a CPU "
     "with AMX) under auto, else float32 (default auto)"

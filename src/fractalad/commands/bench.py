@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fractalad.commands.arguments import PRECISION_HELP, PRECISIONS, nonnegative_int, positive_int
+from fractalad.commands.arguments import PRECISION_HELP, nonnegative_int, positive_int
+from fractalad.devices import PRECISIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 from fractalad.commands.arguments import (
     DEVICE_HELP,
     PRECISION_HELP,
-    PRECISIONS,
     device_name,
     image_size,
     nonnegative_int,
@@ -20,6 +19,7 @@ from fractalad.commands.arguments import (
 )
 from fractalad.data.names import DATASETS
 from fractalad.detectors.registry import list_detectors
+from fractalad.devices import PRECISIONS
 
 # Where the fitted detector goes with --save-model; checked with the other outputs before the fit.
 MODEL_FILE = "detector.safetensors"

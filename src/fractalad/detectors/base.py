@@ -234,8 +234,8 @@ class BaseDetector(ABC):
         """Fit on normal images, discarding earlier state; `work_dir` holds resumable training state.
 
         `precision` applies to trained sub-networks: "auto" trains under bf16 autocast where the device computes
-        bf16 natively (a CUDA GPU, a CPU with AMX) and in float32 elsewhere; "fp32" or "bf16" force one. Image
-        AUROC at bf16 was measured equal to float32's for every trained method (benchmarks/RESULTS.md).
+        bf16 natively (a CUDA GPU, a CPU with AMX) and in float32 elsewhere; "fp32" or "bf16" force one. At bf16
+        every trained method's image AUROC was measured within seed noise of float32's (benchmarks/RESULTS.md).
         """
         train_set = as_trainset(train)
         if len(train_set) == 0:

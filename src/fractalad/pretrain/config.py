@@ -144,7 +144,7 @@ def _problems(c: PretrainConfig) -> list[str]:
         ),
         (c.augment in AUGMENTS, f"augment={c.augment!r} is not one of {', '.join(AUGMENTS)}"),
         (
-            0 <= c.random_erasing <= 1 and 0 <= c.mix_prob <= 1 and 0 <= c.background_lift <= 1 and c.mix_alpha > 0,
+            all(0 <= p <= 1 for p in (c.random_erasing, c.mix_prob, c.background_lift)) and c.mix_alpha > 0,
             f"random_erasing={c.random_erasing}, mix_prob={c.mix_prob} and background_lift={c.background_lift} "
             "must lie in [0, 1], "
             f"mix_alpha={c.mix_alpha} must be > 0",
