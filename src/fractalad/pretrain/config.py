@@ -30,7 +30,9 @@ class PretrainConfig:
     folder; all variety then comes from `augment` ("crop" or the "imagenet" stack), `background_lift` (the
     probability of lifting the black background to a random grey level), `random_erasing` and
     MixUp/CutMix (`mix_prob`, `mix_alpha`). With `device_render` the cached images are augmented on the
-    training device instead of in DataLoader workers.
+    training device instead of in DataLoader workers. `amp` trains under bf16 autocast only where the
+    device computes bf16 natively (a CUDA GPU with bf16, a CPU with AMX) and in float32 elsewhere, where
+    emulated bf16 would be slower; summary.json records which precision ran.
     """
 
     preset: str = "custom"
@@ -288,7 +290,8 @@ PRESETS: dict[str, PretrainConfig] = {
         mix_prob=0.8,
     ),
     # tiny-ofdb on 32 px crops of 64 px images, without MixUp/CutMix: the one CPU recipe measured ahead of
-    # random weights for both PatchCore and PaDiM at 256 px (benchmarks/RESULTS.md, "ofdb32"); the demo's.
+    # random weights for both PatchCore and PaDiM at 256 px in its first measurement (benchmarks/RESULTS.md,
+    # "ofdb32"); bf16 re-runs put its PatchCore gain at +0.7 to +1.7.
     "tiny-ofdb32": dataclasses.replace(
         _TINY,
         preset="tiny-ofdb32",
@@ -299,6 +302,10 @@ PRESETS: dict[str, PretrainConfig] = {
         random_erasing=0.5,
         mix_prob=0.0,
     ),
+    # tiny at 80,000 images with bf16 autocast where the CPU computes bf16 (AMX; float32 elsewhere): the
+    # best CPU recipe measured (benchmarks/RESULTS.md, "Recipe quality, fourth session"), about 6 minutes on
+    # two AMX cores; the demo's.
+    "tiny80k": dataclasses.replace(_TINY, preset="tiny80k", epochs=16, amp=True, channels_last=True),
     # CPU-sized multi-instance (A&F's variant): 1-5 fractals of random classes per image, multi-hot labels.
     "tiny-multi": dataclasses.replace(_TINY, preset="tiny-multi", multi_instance=True),
 }

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from fractalad.devices import native_bf16
 from fractalad.errors import InputError
 from fractalad.files import atomic_path, write_text_atomic
 from fractalad.pretrain import checkpoints as ckpt
@@ -167,6 +168,8 @@ class Run:
     normalizer: tuple[torch.Tensor, torch.Tensor] | None
     criterion: Criterion
     mix: BatchMix | None = None
+    # bf16 autocast: asked for (config.amp) and native on the training device; float32 elsewhere.
+    autocast: bool = False
     loaders: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def save(self, state: ckpt.TrainState, name: str = ckpt.LAST) -> None:
@@ -204,7 +207,7 @@ def train_step(
         last = i == len(micro_batches) - 1
         # Skip the gradient all-reduce on all but the last micro-batch of an accumulated step.
         sync = contextlib.nullcontext() if last or not run.context.distributed else run.train_model.no_sync()
-        with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+        with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.autocast):
             logits = run.train_model(images)
             loss, hit = run.criterion(logits.float(), targets)
             (loss / len(micro_batches)).backward()
@@ -352,6 +355,7 @@ def setup_run(
         input_normalizer(config, context.device),
         make_criterion(config),
         BatchMix(config) if config.mix_prob > 0 else None,
+        autocast=config.amp and native_bf16(context.device),
     ), state
 
 
@@ -371,6 +375,7 @@ def _finish(run: Run, state: ckpt.TrainState, seconds: float) -> Path:
             "world_size": run.context.world_size,
             "rank_digests": digests,
             "train_seconds": seconds,
+            "precision": "bf16" if run.autocast else "fp32",
             "backbone": out.name,
         }
         write_text_atomic(run.output_dir / SUMMARY_FILE, json.dumps(summary, indent=2))

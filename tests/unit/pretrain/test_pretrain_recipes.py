@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fractalad.demo_settings import DEMO_PRETRAIN_PRESET
 from fractalad.errors import InputError
 from fractalad.pretrain import checkpoints as ckpt
 from fractalad.pretrain.augment import BatchMix, SampleAugment, to_uint8
@@ -57,11 +58,19 @@ def test_cpu_recipes_share_the_tiny_budget() -> None:
         c = PRESETS[name]
         assert (c.epochs * c.epoch_size, c.image_size, c.arch, c.device) == (50_000, 64, "resnet18", "cpu")
         assert c.epochs * c.epoch_size == tiny.epochs * tiny.epoch_size
-    demo = PRESETS["tiny-ofdb32"]
-    assert (demo.epochs * demo.epoch_size, demo.image_size, demo.mix_prob) == (50_000, 32, 0.0)
+    ofdb32 = PRESETS["tiny-ofdb32"]
+    assert (ofdb32.epochs * ofdb32.epoch_size, ofdb32.image_size, ofdb32.mix_prob) == (50_000, 32, 0.0)
     assert (
-        dataclasses.replace(demo, preset="tiny-ofdb", crop=64, render_size=128, mix_prob=0.8)
+        dataclasses.replace(ofdb32, preset="tiny-ofdb", crop=64, render_size=128, mix_prob=0.8)
         == PRESETS["tiny-ofdb"]
+    )
+
+
+def test_demo_recipe_is_tiny_at_80k_images_in_bf16_where_native() -> None:
+    demo = PRESETS[DEMO_PRETRAIN_PRESET]
+    assert demo.epochs * demo.epoch_size == 80_000
+    assert (
+        dataclasses.replace(demo, preset="tiny", epochs=10, amp=False, channels_last=False) == PRESETS["tiny"]
     )
 
 

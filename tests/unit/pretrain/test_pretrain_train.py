@@ -111,3 +111,17 @@ def test_real_multi_instance_fractals(tmp_path: Path, make_config) -> None:
     # the one epoch's accuracy is the best one, and best.pt holds the same bookkeeping as the summary
     best = ckpt.load_checkpoint(tmp_path / "best.pt")["state"]
     assert best["best_accuracy"] == summary["best_accuracy"] and best["epoch"] == 1
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_amp_trains_in_bf16_only_where_native(
+    tmp_path: Path, toy, make_config, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    pretrain(make_config("epochs=1", "amp=false"), tmp_path / "fp32", dataset=toy(4, 16, 32))
+    monkeypatch.setattr("fractalad.pretrain.train.native_bf16", lambda device: native)
+    pretrain(make_config("epochs=1", "amp=true"), tmp_path / "amp", dataset=toy(4, 16, 32))
+    summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
+    assert summary["precision"] == ("bf16" if native else "fp32")
+    fp32, amp = _model_state(tmp_path / "fp32"), _model_state(tmp_path / "amp")
+    # Without native bf16, amp=true is the float32 run to the bit; with it, bf16 rounding changes the weights.
+    assert all(torch.equal(fp32[k], amp[k]) for k in fp32) is not native
