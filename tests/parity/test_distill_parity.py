@@ -1,7 +1,11 @@
 """Parity of Reverse Distillation and STFPM with Anomalib 2.7.0: same weights, initial networks, batches, epochs.
 
 Both sides start from the same teacher weights and the same untrained bottleneck/decoder/student tensors and see
-the same shuffled batches, so with Anomalib's hard-coded optimiser settings ours reproduces its scores. With our
+the same shuffled batches, so with Anomalib's hard-coded optimiser settings ours reproduces its scores: STFPM's
+(SGD) to 1e-6, RD's to 3 % after 12 steps, because Adam's per-parameter step normalisation amplifies the float
+noise of different batchings (2e-3 after 4 steps). RD's scores sit within 3-5 % of each other, so that drift
+reorders some of them (rank correlation 0.91 and 0.99) and moves single-seed AUROC by up to 5 points: for RD the
+reproduction is judged on the scores and their ranks, not on AUROC. With our
 defaults (the original recipes) one deviation remains per method, measured here (3 epochs, 12 steps, random
 teacher, 2 seeds, float32 as Anomalib):
 - RD: Adam betas (0.5, 0.999) as in RD4AD vs Anomalib's (0.5, 0.99): image AUROC within 1 point;
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from fractalad.backbones import create_classifier, save_weights
 from fractalad.detectors import create_detector, reference
@@ -39,6 +44,9 @@ N_TEST = 24  # per class: one swapped pair moves AUROC by 1/576
 DEFAULT_TOLERANCE = {"reverse_distillation": 0.02, "stfpm": 0.05}
 # Anomalib's hard-coded settings, as our hyper-parameters.
 ANOMALIB_KNOBS = {"reverse_distillation": {"betas": (0.5, 0.99)}, "stfpm": {"weight_decay": 1e-3}}
+# How closely ours with Anomalib's settings reproduces its scores (measured: 2.7e-2 and 7e-7), and their ranks.
+REPRODUCTION_RTOL = {"reverse_distillation": 0.03, "stfpm": 1e-5}
+MIN_RANK_CORRELATION = 0.85
 
 
 def texture(n: int, seed: int) -> torch.Tensor:
@@ -97,16 +105,18 @@ def test_matches_anomalib(setup, name):
         theirs = run_anomalib(detector(name, path, seed), train, test)
         same = detector(name, path, seed, **ANOMALIB_KNOBS[name]).fit(train, device="cpu", precision="fp32")
         same_scores = scores_of(same, test)
-        # Same weights, batches and settings: the same scores up to float noise, which Adam's per-parameter
-        # step normalisation amplifies over the steps (1e-4 after 4 steps, about 2 % after 12).
-        torch.testing.assert_close(same_scores, theirs.scores, rtol=0.03, atol=1e-3)
+        # Same weights, batches and settings: the same scores up to float noise (see the module docstring).
+        torch.testing.assert_close(same_scores, theirs.scores, rtol=REPRODUCTION_RTOL[name], atol=1e-6)
+        rank_correlation = spearmanr(same_scores.numpy(), theirs.scores.numpy()).statistic
+        assert rank_correlation >= MIN_RANK_CORRELATION, (seed, rank_correlation)
         ours = scores_of(detector(name, path, seed).fit(train, device="cpu", precision="fp32"), test)
         auroc["ours"].append(image_auroc(ours.numpy(), labels))
         auroc["ours with Anomalib's settings"].append(image_auroc(same_scores.numpy(), labels))
         auroc["anomalib"].append(image_auroc(theirs.scores.numpy(), labels))
     mean = {key: float(np.mean(values)) for key, values in auroc.items()}
     assert mean["anomalib"] > 0.75, auroc  # the comparison is only meaningful away from chance
-    assert abs(mean["ours with Anomalib's settings"] - mean["anomalib"]) <= 0.02, auroc
+    if name == "stfpm":  # exact reproduction: the same ranking, so the same AUROC
+        assert mean["ours with Anomalib's settings"] == pytest.approx(mean["anomalib"], abs=1e-9), auroc
     assert abs(mean["ours"] - mean["anomalib"]) <= DEFAULT_TOLERANCE[name], auroc
 
 
