@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,14 +159,42 @@ def _check_layers(layers: Sequence[int]) -> tuple[int, ...]:
     return result
 
 
-def create_classifier(arch: str, num_classes: int, seed: int = 0) -> nn.Module:
-    """Classifier with torchvision key names (timm for archs torchvision lacks), seeded random init."""
+def create_classifier(arch: str, num_classes: int, seed: int = 0, head_stage: int = 4) -> nn.Module:
+    """Classifier with torchvision key names (timm for archs torchvision lacks), seeded random init.
+
+    `head_stage=3` classifies from layer3's pooled output: layer4 becomes an identity (no parameters, no
+    compute) and `fc` reads layer3's channels. Every other parameter equals the `head_stage=4` model's of the
+    same seed, so `initial_stage_state` can restore the missing layer4 exactly.
+    """
     if num_classes < 1:
         raise InputError(f"num_classes must be positive, got {num_classes}")
+    if head_stage not in (3, 4):
+        raise InputError(f"head_stage must be 3 or 4, got {head_stage}")
     model = sources.build_model(arch, num_classes=num_classes)
     generator = torch.Generator().manual_seed(seed)
     sources.init_random(model, generator)
+    if head_stage == 3:
+        if not isinstance(getattr(model, "fc", None), nn.Linear):
+            raise InputError(f"architecture {arch!r} has no linear `fc` head to move onto layer3")
+        model.layer4 = nn.Identity()
+        model.fc = nn.Linear(stage_channels(model.layer3), num_classes)
+        sources.init_random(model.fc, generator)
     return model
+
+
+def stage_channels(stage: nn.Module) -> int:
+    """Output channels of a ResNet stage: those of its last block's last BatchNorm."""
+    norms = [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        raise InputError("cannot tell a stage's output channels: it has no BatchNorm2d")
+    return norms[-1].num_features
+
+
+def initial_stage_state(arch: str, num_classes: int, seed: int, stage: int) -> dict[str, torch.Tensor]:
+    """The seeded initial parameters and buffers of `layer{stage}`, as `create_classifier` draws them."""
+    prefix = f"layer{stage}."
+    state = create_classifier(arch, num_classes, seed=seed).state_dict()
+    return {k: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def create_backbone(
@@ -182,6 +211,12 @@ def create_backbone(
     state, metadata, weights_id = sources.resolve_weights(arch, weights, model, seed)
     if state is not None:
         sources.load_strict(model, state, arch, weights_id)
+    if metadata.get("head_stage") == "3" and 4 in layer_tuple:
+        warnings.warn(
+            f"{weights_id} was pre-trained with its classifier on layer3 (head_stage 3): layer4 holds its "
+            "seeded initial values, not learnt features; read layers 1-3 or pre-train with head_stage=4",
+            stacklevel=2,
+        )
     if normalization is None:
         norm = normalization_from_metadata(metadata, weights_id)
     else:

@@ -32,11 +32,15 @@ class PretrainConfig:
     MixUp/CutMix (`mix_prob`, `mix_alpha`). With `device_render` the cached images are augmented on the
     training device instead of in DataLoader workers. `amp` trains under bf16 autocast only where the
     device computes bf16 natively (a CUDA GPU with bf16, a CPU with AMX) and in float32 elsewhere, where
-    emulated bf16 would be slower; summary.json records which precision ran.
+    emulated bf16 would be slower; summary.json records which precision ran. `head_stage` is the stage whose
+    pooled output the classifier reads: 4 is the standard network; 3 drops layer4 from training (a third
+    cheaper per image at 64 px and below, where layer4 works on 2x2 maps), puts the class signal directly on
+    the stages the detectors read, and exports layer4 at its seeded initial values.
     """
 
     preset: str = "custom"
     arch: str = "resnet18"
+    head_stage: int = 4
     num_classes: int = 1000
     num_systems: int = 1000
     samples_per_class: int = 1000
@@ -104,6 +108,7 @@ def _problems(c: PretrainConfig) -> list[str]:
     """Human-readable reasons why `c` is invalid (empty when it is valid)."""
     checks = [
         (c.num_classes >= 1, f"num_classes={c.num_classes} must be >= 1"),
+        (c.head_stage in (3, 4), f"head_stage={c.head_stage} must be 3 or 4 (the stage the classifier reads)"),
         (c.samples_per_class >= 1, f"samples_per_class={c.samples_per_class} must be >= 1"),
         (
             c.num_systems >= c.num_classes and c.num_systems % c.num_classes == 0,
@@ -303,9 +308,15 @@ PRESETS: dict[str, PretrainConfig] = {
         mix_prob=0.0,
     ),
     # tiny at 80,000 images with bf16 autocast where the CPU computes bf16 (AMX; float32 elsewhere): the
-    # best CPU recipe measured (benchmarks/RESULTS.md, "Recipe quality, fourth session"), about 6 minutes on
-    # two AMX cores; the demo's.
+    # best CPU recipe of the fourth session (benchmarks/RESULTS.md, "Recipe quality, fourth session"), about
+    # 6 minutes on two AMX cores, 14 in float32.
     "tiny80k": dataclasses.replace(_TINY, preset="tiny80k", epochs=16, amp=True, channels_last=True),
+    # tiny80k at 48 px crops with the classifier on layer3: 2.8x the images per second of tiny80k in float32
+    # and the best CPU recipe measured (benchmarks/RESULTS.md, "Recipe quality, fifth session"), about
+    # 5 minutes on two AVX2 cores; the demo's.
+    "tiny80k-l3": dataclasses.replace(
+        _TINY, preset="tiny80k-l3", epochs=16, amp=True, channels_last=True, crop=48, render_size=54, head_stage=3
+    ),
     # CPU-sized multi-instance (A&F's variant): 1-5 fractals of random classes per image, multi-hot labels.
     "tiny-multi": dataclasses.replace(_TINY, preset="tiny-multi", multi_instance=True),
 }

@@ -48,6 +48,7 @@ def export_backbone(checkpoint: str | Path, out_path: str | Path) -> Path:
     """Write `checkpoint`'s model minus `fc.*` as safetensors with arch/mean/std/provenance metadata.
 
     A run trained without normalisation records mean 0 and std 1: extractors then feed raw [0, 1] images.
+    A run with `head_stage=3` gets layer4 at its seeded initial values and metadata `head_stage` "3".
     """
     from fractalad.backbones.weights import save_weights
 
@@ -55,6 +56,13 @@ def export_backbone(checkpoint: str | Path, out_path: str | Path) -> Path:
     payload = load_checkpoint(checkpoint)
     config = payload["config"]
     state = {k: v for k, v in payload["model"].items() if not k.startswith(CLASSIFIER_PREFIX)}
+    head_stage = int(config.get("head_stage", 4))
+    if head_stage == 3:
+        # layer4 did not train: write its seeded initial values, so the file is a whole backbone that every
+        # loader takes, and say so in the metadata.
+        from fractalad.backbones.factory import initial_stage_state
+
+        state |= initial_stage_state(config["arch"], config["num_classes"], config["seed"], stage=4)
     metadata = {
         "arch": config["arch"],
         "mean": _floats(config.get("mean"), 0.0),
@@ -65,6 +73,7 @@ def export_backbone(checkpoint: str | Path, out_path: str | Path) -> Path:
         "epochs": str(payload["state"]["epoch"]),
         "global_step": str(payload["state"]["global_step"]),
         "num_classes": str(config["num_classes"]),
+        "head_stage": str(head_stage),
         "systems_sha256": _systems_sha256(checkpoint, config),
         "config": json.dumps(config, sort_keys=True),
     }

@@ -18,7 +18,7 @@ def build_model(config: PretrainConfig, context: DistContext) -> nn.Module:
     """Seeded classifier on the device; SyncBatchNorm under multi-GPU DDP (it has no CPU kernel)."""
     from fractalad.backbones.factory import create_classifier
 
-    model = create_classifier(config.arch, config.num_classes, seed=config.seed)
+    model = create_classifier(config.arch, config.num_classes, seed=config.seed, head_stage=config.head_stage)
     if context.distributed and context.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(context.device)

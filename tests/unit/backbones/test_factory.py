@@ -192,3 +192,15 @@ def test_parse_normalization_forms():
         parse_normalization("weird")
     with pytest.raises(InputError):
         Normalization((0.0, 0.0, 0.0), (1.0, 0.0, 1.0))
+
+
+@pytest.mark.parametrize(("arch", "channels"), [("resnet18", 256), ("resnet50", 1024)])
+def test_head_stage_3_classifies_from_layer3_with_the_same_seeded_trunk(arch: str, channels: int) -> None:
+    head3 = create_classifier(arch, num_classes=6, seed=2, head_stage=3)
+    head4 = create_classifier(arch, num_classes=6, seed=2).state_dict()
+    state = head3.state_dict()
+    assert not any(k.startswith("layer4.") for k in state) and head3.fc.in_features == channels
+    assert all(torch.equal(v, head4[k]) for k, v in state.items() if not k.startswith("fc."))
+    assert head3(torch.rand(2, 3, 48, 48)).shape == (2, 6)
+    with pytest.raises(InputError, match="head_stage must be 3 or 4"):
+        create_classifier(arch, num_classes=6, head_stage=2)

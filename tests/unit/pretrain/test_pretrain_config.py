@@ -118,6 +118,7 @@ def test_overrides_are_typed() -> None:
         ("batch_size=10", "batch_size=10 must be a positive multiple of accumulation_steps=4"),
         ("nonsense", "expected key=value"),
         ("device=tpu", "device='tpu'"),
+        ("head_stage=2", "head_stage=2 must be 3 or 4"),
     ],
 )
 def test_bad_values_raise_input_error(override: str, message: str) -> None:

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from fractalad.backbones.factory import create_backbone
+from fractalad.backbones.factory import create_backbone, create_classifier
 from fractalad.backbones.weights import load_weights
 from fractalad.errors import InputError
 from fractalad.pretrain import checkpoints as ckpt
@@ -95,3 +95,20 @@ def test_fractalad_backbone_uses_stored_normalisation(run: Path) -> None:
 def test_export_rejects_non_checkpoints(run: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a fractalad pre-training checkpoint|cannot be read"):
         export_backbone(run / "backbone.safetensors", tmp_path / "x.safetensors")
+
+
+def test_head_stage_3_trains_without_layer4_and_exports_its_seeded_init(tmp_path: Path, toy, make_config) -> None:
+    pretrain(make_config("epochs=1", "head_stage=3", "seed=5"), tmp_path, dataset=toy(4, 16, 32))
+    trained = ckpt.load_checkpoint(tmp_path / "last.pt")["model"]
+    assert not any(k.startswith("layer4.") for k in trained) and trained["fc.weight"].shape == (4, 256)
+    state, meta = load_weights(tmp_path / "backbone.safetensors")
+    assert meta["head_stage"] == "3"
+    # A whole torchvision backbone: the trained stages as trained, layer4 as the seed-5 classifier drew it.
+    missing = torchvision.models.resnet18().load_state_dict(state, strict=False).missing_keys
+    assert sorted(missing) == ["fc.bias", "fc.weight"]
+    initial = create_classifier("resnet18", 4, seed=5).state_dict()
+    assert all(torch.equal(state[k], initial[k]) for k in state if k.startswith("layer4."))
+    assert all(torch.equal(state[k], trained[k]) for k in trained if not k.startswith("fc."))
+    assert not torch.equal(state["layer3.0.conv1.weight"], initial["layer3.0.conv1.weight"])
+    with pytest.warns(UserWarning, match="layer4 holds its seeded initial values"):
+        create_backbone("resnet18", tmp_path / "backbone.safetensors", layers=(3, 4))
