@@ -108,7 +108,10 @@ def _problems(c: PretrainConfig) -> list[str]:
     """Human-readable reasons why `c` is invalid (empty when it is valid)."""
     checks = [
         (c.num_classes >= 1, f"num_classes={c.num_classes} must be >= 1"),
-        (c.head_stage in (3, 4), f"head_stage={c.head_stage} must be 3 or 4 (the stage the classifier reads)"),
+        (
+            c.head_stage in (3, 4),
+            f"head_stage={c.head_stage} must be 3 or 4 (the stage the classifier reads)",
+        ),
         (c.samples_per_class >= 1, f"samples_per_class={c.samples_per_class} must be >= 1"),
         (
             c.num_systems >= c.num_classes and c.num_systems % c.num_classes == 0,
@@ -315,7 +318,14 @@ PRESETS: dict[str, PretrainConfig] = {
     # and the best CPU recipe measured (benchmarks/RESULTS.md, "Recipe quality, fifth session"), about
     # 5 minutes on two AVX2 cores; the demo's.
     "tiny80k-l3": dataclasses.replace(
-        _TINY, preset="tiny80k-l3", epochs=16, amp=True, channels_last=True, crop=48, render_size=54, head_stage=3
+        _TINY,
+        preset="tiny80k-l3",
+        epochs=16,
+        amp=True,
+        channels_last=True,
+        crop=48,
+        render_size=54,
+        head_stage=3,
     ),
     # CPU-sized multi-instance (A&F's variant): 1-5 fractals of random classes per image, multi-hot labels.
     "tiny-multi": dataclasses.replace(_TINY, preset="tiny-multi", multi_instance=True),

@@ -97,7 +97,9 @@ def test_export_rejects_non_checkpoints(run: Path, tmp_path: Path) -> None:
         export_backbone(run / "backbone.safetensors", tmp_path / "x.safetensors")
 
 
-def test_head_stage_3_trains_without_layer4_and_exports_its_seeded_init(tmp_path: Path, toy, make_config) -> None:
+def test_head_stage_3_trains_without_layer4_and_exports_its_seeded_init(
+    tmp_path: Path, toy, make_config
+) -> None:
     pretrain(make_config("epochs=1", "head_stage=3", "seed=5"), tmp_path, dataset=toy(4, 16, 32))
     trained = ckpt.load_checkpoint(tmp_path / "last.pt")["model"]
     assert not any(k.startswith("layer4.") for k in trained) and trained["fc.weight"].shape == (4, 256)
