@@ -66,11 +66,14 @@ def test_cpu_recipes_share_the_tiny_budget() -> None:
     )
 
 
-def test_demo_recipe_is_tiny_at_80k_images_in_bf16_where_native() -> None:
+def test_demo_recipe_is_tiny80k_on_48px_crops_classified_from_layer3() -> None:
     demo = PRESETS[DEMO_PRETRAIN_PRESET]
     assert demo.epochs * demo.epoch_size == 80_000
+    tiny80k = PRESETS["tiny80k"]
+    assert dataclasses.replace(demo, preset="tiny80k", crop=64, render_size=72, head_stage=4) == tiny80k
     assert (
-        dataclasses.replace(demo, preset="tiny", epochs=10, amp=False, channels_last=False) == PRESETS["tiny"]
+        dataclasses.replace(tiny80k, preset="tiny", epochs=10, amp=False, channels_last=False)
+        == PRESETS["tiny"]
     )
 
 
