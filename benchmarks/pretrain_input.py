@@ -41,6 +41,11 @@ def measure(run: Run, next_micro: Callable[[], Batch], steps: int, warmup: int) 
     return images / (time.perf_counter() - start)
 
 
+def harmonic_mean(rates: Sequence[float]) -> float:
+    """Total images over total time, when every block ran the same number of images."""
+    return len(rates) / sum(1 / r for r in rates)
+
+
 def endless(run: Run) -> Callable[[], Batch]:
     """Micro-batches of epoch 0, 1, ... back to back (workers persist across epochs)."""
     state = {"epoch": 0, "it": epoch_batches(run, 0)}
@@ -77,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> float:
         for _ in range(args.rounds):
             rates["fixed"].append(measure(run, lambda: fixed_batch, args.steps, args.warmup))
             rates["live"].append(measure(run, stream, args.steps, args.warmup))
-    # Harmonic means: total images over total time per input kind.
-    fixed, live = (len(r) / sum(1 / x for x in r) for r in (rates["fixed"], rates["live"]))
+    fixed, live = harmonic_mean(rates["fixed"]), harmonic_mean(rates["live"])
     per_round = sorted(b / a for a, b in zip(rates["fixed"], rates["live"]))
     print(
         f"preset {config.preset}: {config.arch} at {config.image_size} px, "

@@ -17,16 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from pretrain_input import endless, measure
+from pretrain_input import endless, harmonic_mean, measure
 from pretrain_quality import parse_recipe
 
 from fractalad.pretrain.distributed import init_distributed
 from fractalad.pretrain.train import setup_run
-
-
-def harmonic_mean(rates: Sequence[float]) -> float:
-    """Total images over total time when every block ran the same number of images."""
-    return len(rates) / sum(1 / r for r in rates)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:

@@ -33,8 +33,8 @@ class PretrainConfig:
     training device instead of in DataLoader workers. `amp` trains under bf16 autocast only where the
     device computes bf16 natively (a CUDA GPU with bf16, a CPU with AMX) and in float32 elsewhere, where
     emulated bf16 would be slower; summary.json records which precision ran. `head_stage` is the stage whose
-    pooled output the classifier reads: 4 is the standard network; 3 drops layer4 from training (a third
-    cheaper per image at 64 px and below, where layer4 works on 2x2 maps), puts the class signal directly on
+    pooled output the classifier reads: 4 is the standard network; 3 drops layer4 from training (1.6x the
+    images per second for resnet18 at 64 px, where layer4 works on 2x2 maps), puts the class signal directly on
     the stages the detectors read, and exports layer4 at its seeded initial values.
     """
 
@@ -314,7 +314,7 @@ PRESETS: dict[str, PretrainConfig] = {
     # best CPU recipe of the fourth session (benchmarks/RESULTS.md, "Recipe quality, fourth session"), about
     # 6 minutes on two AMX cores, 14 in float32.
     "tiny80k": dataclasses.replace(_TINY, preset="tiny80k", epochs=16, amp=True, channels_last=True),
-    # tiny80k at 48 px crops with the classifier on layer3: 2.8x the images per second of tiny80k in float32
+    # tiny80k at 48 px crops with the classifier on layer3: 2.6x the images per second of tiny80k in float32
     # and the best CPU recipe measured (benchmarks/RESULTS.md, "Recipe quality, fifth session"), about
     # 5 minutes on two AVX2 cores; the demo's.
     "tiny80k-l3": dataclasses.replace(
